@@ -1,0 +1,105 @@
+"""Stage two: the PyTorch model on the photo (and tabular fields), dynamically batched.
+
+Runs on a GPU when the replica has one (mixed precision there), else on CPU. Batch
+size and wait come from ``user_config``, so they change at runtime without a redeploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Literal
+
+import numpy as np
+import ray
+import torch
+from pydantic import BaseModel, Field
+from ray import serve
+
+from multistage.api import ModelInfo, Prediction
+from multistage.model_io import heavy_inputs, load_heavy_module
+from multistage.records import Record
+from multistage.schema import RecordSchema
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class BatchingConfig(BaseModel):
+    """The heavy deployment's ``user_config``."""
+
+    max_batch_size: int = Field(16, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.5},
+    # Must exceed max_batch_size, or a batch can never fill.
+    max_ongoing_requests=32,
+    user_config=BatchingConfig().model_dump(),
+)
+class HeavyModel:
+    def __init__(
+        self,
+        factory: str,
+        weights: str,
+        factory_kwargs: dict,
+        info: ModelInfo,
+        schema: RecordSchema,
+        precision: Precision = "auto",
+    ) -> None:
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self._device.type == "cpu":
+            torch.set_num_threads(_cpu_threads())
+        module = load_heavy_module(factory, weights, schema, factory_kwargs)
+        self._module = module.to(self._device)
+        self._autocast_dtype = _autocast_dtype(self._device, precision)
+        self._info = info
+        self._schema = schema
+
+    def reconfigure(self, user_config: dict) -> None:
+        config = BatchingConfig.model_validate(user_config)
+        self.predict.set_max_batch_size(config.max_batch_size)
+        self.predict.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def predict(self, records: list[Record]) -> list[Prediction]:
+        # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
+        return await asyncio.to_thread(self._predict_batch, records)
+
+    @torch.inference_mode()
+    def _predict_batch(self, records: list[Record]) -> list[Prediction]:
+        started = time.perf_counter()
+        features = np.stack([r.features for r in records])
+        images = np.stack([r.image for r in records])
+        inputs = heavy_inputs(features, images, self._schema, self._device)
+        with self._autocast():
+            logits = self._module(*inputs)
+        probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return [
+            Prediction.from_probabilities(p, self._schema.classes, self._info, elapsed_ms)
+            for p in probabilities
+        ]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._device.type, dtype=self._autocast_dtype)
+
+
+def _cpu_threads() -> int:
+    """As many torch threads as CPUs Ray gave this replica (at least one)."""
+    assigned = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return max(1, round(assigned))
+
+
+def _autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    """Mixed precision on GPU ("auto": bf16 where supported, else fp16); fp32 on CPU."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16

@@ -1,0 +1,71 @@
+"""Every error the API returns is JSON (``ErrorBody``) naming what was wrong."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from multistage.api import ErrorBody, FieldProblem
+from multistage.records import InvalidRecord
+
+logger = logging.getLogger("ray.serve")
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(InvalidRecord, _invalid_record)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _invalid_record(_: Request, error: InvalidRecord) -> JSONResponse:
+    problems = [FieldProblem(field=e.field, message=e.message) for e in error.errors]
+    if error.malformed:
+        return error_response(400, "malformed_json", str(error), problems)
+    return error_response(422, "invalid_record", str(error), problems)
+
+
+async def _body_too_large(_: Request, error: BodyTooLarge) -> JSONResponse:
+    problem = FieldProblem(field="body", message=f"must be at most {error.limit} bytes")
+    return error_response(413, "body_too_large", str(error), [problem])
+
+
+async def _invalid_parameters(_: Request, error: RequestValidationError) -> JSONResponse:
+    problems = [
+        FieldProblem(field=".".join(str(part) for part in e["loc"]), message=e["msg"])
+        for e in error.errors()
+    ]
+    message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+    return error_response(422, "invalid_parameters", message, problems)
+
+
+async def _http_exception(_: Request, error: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return error_response(error.status_code, code, str(error.detail), headers=error.headers)
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "the server failed to handle this request")
