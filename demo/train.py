@@ -40,13 +40,13 @@ def main() -> None:
 
 def train_all(out: Path, train_size: int, test_size: int, epochs: int, seed: int) -> dict:
     """Fit both models, write every artifact to ``out``, return the held-out metrics."""
+    started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     schema = record_schema()
     train, test = generate(train_size, seed), generate(test_size, seed + 1)
     train_x, test_x = feature_matrix(train, schema), feature_matrix(test, schema)
 
-    started = time.perf_counter()
     booster = train_tabular(train_x, train.labels, schema)
     booster.save_model(str(out / "tabular.ubj"))
     net = train_heavy(train_x, train, schema, epochs)

@@ -83,11 +83,16 @@ class TicketStore:
         try:
             ticket.ref = await response._to_object_ref()
             await ticket.ref  # raises what the model raised
+        except asyncio.CancelledError:
+            ticket.error = "stage two was cancelled"
+            raise
         except Exception as error:  # noqa: BLE001 - any failure ends the ticket, with its reason
             ticket.error = _reason(error)
-        ticket.latency_ms = (time.perf_counter() - ticket.started) * 1000
-        ticket.finished_at = time.time()
-        self._finished.append((ticket.finished_at + self._ttl_s, ticket_id))
+        finally:
+            # Every ticket finishes, so every ticket expires: none stays pending forever.
+            ticket.latency_ms = (time.perf_counter() - ticket.started) * 1000
+            ticket.finished_at = time.time()
+            self._finished.append((ticket.finished_at + self._ttl_s, ticket_id))
 
     async def _view(self, ticket_id: str, ticket: _Ticket) -> TicketView:
         view = TicketView(

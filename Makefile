@@ -1,0 +1,38 @@
+# The two commands:  make run  (set up, train the demo models, serve)   make test
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch. On a GPU machine, pass a CUDA build, e.g. make setup TORCH="torch==2.13.0"
+# with pip pointed at PyTorch's CUDA index (see README).
+TORCH ?= torch==2.13.0
+MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
+
+.PHONY: setup models run test lint bench-latency clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+models: $(MODELS)
+
+$(MODELS) &: $(VENV)/.installed
+	$(BIN)/python -m demo.train --out artifacts
+
+run: setup models
+	$(BIN)/serve run configs/local.yaml
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-latency: setup models
+	$(BIN)/python -m benchmarks.stage_one_latency
+
+clean:
+	rm -rf artifacts results

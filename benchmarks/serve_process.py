@@ -1,0 +1,46 @@
+"""Start ``serve run <config>`` as a child process, wait until healthy, stop it by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+@contextlib.contextmanager
+def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[None]:
+    """The service of ``config`` at ``url``, for the duration of the ``with`` block."""
+    serve = Path(sys.executable).with_name("serve")
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([str(serve), "run", str(config)], stdout=log, stderr=log)
+        try:
+            _wait_healthy(url, process, log, timeout_s)
+            yield
+        finally:
+            # `serve run` ignores SIGINT when backgrounded; SIGTERM stops it and its cluster.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"serve run exited:\n{log.read().decode()[-4000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(1)
+    raise TimeoutError(f"{url} was not healthy after {timeout_s}s")

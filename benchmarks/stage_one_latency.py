@@ -1,0 +1,86 @@
+"""Stage one's latency over sequential HTTP requests, and a check that tickets resolve.
+
+    python -m benchmarks.stage_one_latency [--requests 200] [--url http://host:8000]
+
+Without ``--url`` it starts ``serve run configs/local.yaml`` itself and stops it
+afterwards. Prints percentiles (client-measured, and the server's own ``latency_ms``)
+and writes ``results/stage_one_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import ray
+
+from benchmarks.serve_process import serve_run
+
+LOCAL_CONFIG = Path("configs/local.yaml")
+LOCAL_URL = "http://127.0.0.1:8000"
+WARMUP = 20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--url", help="a running service; default: start the local config")
+    parser.add_argument("--out", type=Path, default=Path("results/stage_one_latency.json"))
+    args = parser.parse_args()
+
+    service = contextlib.nullcontext() if args.url else serve_run(LOCAL_CONFIG, LOCAL_URL)
+    with service:
+        results = measure(args.url or LOCAL_URL, args.requests)
+    results["machine"] = machine()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def measure(url: str, requests: int) -> dict:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        example = client.get("/v1/models").raise_for_status().json()["example_request"]
+        for _ in range(WARMUP):
+            client.post("/v1/predict", json=example).raise_for_status()
+        client_ms, server_ms, tickets = [], [], []
+        for _ in range(requests):
+            started = time.perf_counter()
+            answer = client.post("/v1/predict", json=example).raise_for_status().json()
+            client_ms.append((time.perf_counter() - started) * 1000)
+            server_ms.append(answer["stage_one"]["latency_ms"])
+            tickets.append(answer["stage_two"]["url"])
+        # Every ticket must end completed: a fast stage one that loses stage two is no win.
+        statuses = [client.get(url, params={"wait": 20}).json()["status"] for url in tickets]
+    if statuses != ["completed"] * requests:
+        raise SystemExit(f"not every ticket completed: {sorted(set(statuses))}")
+    return {
+        "requests": requests,
+        "stage_one_client_ms": percentiles(client_ms),
+        "stage_one_server_ms": percentiles(server_ms),
+        "tickets_completed": len(statuses),
+    }
+
+
+def percentiles(values: list[float]) -> dict:
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"p50": round(p50, 2), "p90": round(p90, 2), "p99": round(p99, 2)}
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
+
+
+if __name__ == "__main__":
+    main()

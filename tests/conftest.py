@@ -1,0 +1,117 @@
+"""Shared fixtures: small trained models, one local Ray cluster, the service deployed from YAML.
+
+The session deploys ``configs/local.yaml`` itself, with its args pointed at models
+trained here, through the same controller call ``serve run <config>`` makes. Two
+applications run side by side:
+
+- ``multistage`` at ``/``: the local config with two ingress replicas;
+- ``saturated`` at ``/saturated``: the same graph with a deliberately heavy stage
+  two (a wide network, batch size 1, one request at a time), to fill its queue.
+"""
+
+import copy
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+import torch
+import yaml
+from ray import serve
+from ray._common.test_utils import wait_for_condition
+from ray.serve._private.api import serve_start
+from ray.serve.schema import ServeDeploySchema
+
+from demo.net import build_model
+from demo.train import train_all
+from multistage.schema import RecordSchema
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
+# Wide enough that one photo takes tens of milliseconds on one CPU thread.
+SATURATED_WIDTH = 384
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts")
+    train_all(out, train_size=2000, test_size=200, epochs=1, seed=0)
+    # An untrained wide network: real compute, no training time.
+    slow = build_model(RecordSchema.load(out / "schema.json"), width=SATURATED_WIDTH)
+    torch.save(slow.state_dict(), out / "slow.pt")
+    return out
+
+
+@pytest.fixture(scope="session")
+def schema(artifacts) -> RecordSchema:
+    return RecordSchema.load(artifacts / "schema.json")
+
+
+@pytest.fixture(scope="session")
+def serve_url(artifacts) -> str:
+    """Base URL of a live Serve HTTP proxy running both test applications."""
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        config = ServeDeploySchema.model_validate(_test_config(artifacts, _free_port()))
+        client = serve_start(
+            http_options=config.http_options.model_dump(), proxy_location=config.proxy_location
+        )
+        client.deploy_apps(config)
+        wait_for_condition(_all_running, timeout=240, retry_interval_ms=1000)
+        yield f"http://127.0.0.1:{config.http_options.port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def http(serve_url) -> httpx.Client:
+    with httpx.Client(base_url=serve_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def example(schema) -> dict:
+    return copy.deepcopy(schema.example)
+
+
+def _test_config(artifacts: Path, port: int) -> dict:
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["http_options"]["port"] = port
+    main = config["applications"][0]
+    main["args"]["schema_path"] = str(artifacts / "schema.json")
+    main["args"]["tabular"]["path"] = str(artifacts / "tabular.ubj")
+    main["args"]["heavy"]["weights"] = str(artifacts / "heavy.pt")
+    _deployment(main, "Ingress")["num_replicas"] = 2
+
+    saturated = copy.deepcopy(main)
+    saturated.update(name="saturated", route_prefix="/saturated")
+    saturated["args"]["heavy"].update(
+        weights=str(artifacts / "slow.pt"), factory_kwargs={"width": SATURATED_WIDTH}
+    )
+    _deployment(saturated, "Ingress")["num_replicas"] = 1
+    heavy = _deployment(saturated, "HeavyModel")
+    heavy.pop("autoscaling_config")
+    heavy.update(
+        num_replicas=1,
+        max_ongoing_requests=1,
+        user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
+    )
+    config["applications"] = [main, saturated]
+    return config
+
+
+def _deployment(app: dict, name: str) -> dict:
+    return next(d for d in app["deployments"] if d["name"] == name)
+
+
+def _all_running() -> bool:
+    apps = serve.status().applications
+    return len(apps) == 2 and all(a.status == "RUNNING" for a in apps.values())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,104 @@
+"""Each class of bad input gets a clear 4xx JSON error naming the field; serving goes on."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _png(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((height, width), dtype=np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _with(example: dict, **changes) -> bytes:
+    return json.dumps({**example, **changes}).encode()
+
+
+def _without(example: dict, field: str) -> bytes:
+    return json.dumps({k: v for k, v in example.items() if k != field}).encode()
+
+
+CASES = {
+    # name: (body builder, status, error code, field named)
+    "malformed json": (lambda ex: b'{"temperature_c": 7', 400, "malformed_json", "body"),
+    "not an object": (lambda ex: b"[1, 2, 3]", 400, "malformed_json", "body"),
+    "missing field": (lambda ex: _without(ex, "supplier"), 422, "invalid_record", "supplier"),
+    "string for number": (
+        lambda ex: _with(ex, temperature_c="hot"),
+        422,
+        "invalid_record",
+        "temperature_c",
+    ),
+    "bool for number": (
+        lambda ex: _with(ex, pressure_bar=True),
+        422,
+        "invalid_record",
+        "pressure_bar",
+    ),
+    "unknown category": (
+        lambda ex: _with(ex, shift="graveyard"),
+        422,
+        "invalid_record",
+        "shift",
+    ),
+    "unexpected field": (lambda ex: _with(ex, colour="red"), 422, "invalid_record", "colour"),
+    "image not base64": (lambda ex: _with(ex, image="not base64!"), 422, "invalid_record", "image"),
+    "image undecodable": (
+        lambda ex: _with(ex, image=base64.b64encode(b"\x89PNG garbage").decode()),
+        422,
+        "invalid_record",
+        "image",
+    ),
+    "image wrongly sized": (
+        lambda ex: _with(ex, image=_png(64, 48)),
+        422,
+        "invalid_record",
+        "image",
+    ),
+    "image file too large": (
+        lambda ex: _with(ex, image="A" * 400_000),
+        422,
+        "invalid_record",
+        "image",
+    ),
+    "oversized body": (
+        lambda ex: _with(ex, padding="x" * (2 << 20)),
+        413,
+        "body_too_large",
+        "body",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_a_named_4xx_and_serving_goes_on(http, example, case):
+    build, status, code, field = CASES[case]
+    response = http.post(
+        "/v1/predict", content=build(example), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == code
+    assert field in [problem["field"] for problem in body["errors"]]
+    assert field in body["message"]
+
+    good = http.post("/v1/predict", json=example)
+    assert good.status_code == 200
+    assert good.json()["stage_two"]["status"] == "pending"
+
+
+def test_bad_query_parameter_is_422(http):
+    response = http.get("/v1/predictions/whatever", params={"wait": "soon"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.wait"
+
+
+def test_unknown_route_is_json_404(http):
+    response = http.get("/v2/predict")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"

@@ -1,0 +1,50 @@
+"""The parts without Ray: demo data, schema encoding, request parsing, metrics."""
+
+import json
+
+import numpy as np
+import pytest
+
+from demo.data import generate, record_schema
+from demo.train import auc
+from multistage.records import InvalidRecord, RecordParser
+
+
+def test_generator_is_deterministic_per_seed():
+    a, b, c = generate(50, seed=3), generate(50, seed=3), generate(50, seed=4)
+    assert a.tabular.equals(b.tabular)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_label_depends_on_what_only_the_photo_shows():
+    data = generate(4000, seed=0)
+    defect_rate_with_crack = data.labels[data.has_crack].mean()
+    defect_rate_without = data.labels[~data.has_crack].mean()
+    assert defect_rate_with_crack - defect_rate_without > 0.3
+
+
+def test_schema_example_parses_to_the_generator_record():
+    schema = record_schema()
+    record = RecordParser(schema).parse(json.dumps(schema.example).encode())
+    expected = generate(1, seed=2024)
+    assert np.array_equal(record.image, expected.images[0])
+    assert record.features[0] == pytest.approx(expected.tabular["temperature_c"][0], abs=1e-3)
+    supplier = schema.fields[3]
+    assert record.features[3] == supplier.categories.index(expected.tabular["supplier"][0])
+
+
+def test_parser_reports_every_bad_field():
+    schema = record_schema()
+    body = {**schema.example, "temperature_c": "hot", "shift": "graveyard"}
+    del body["supplier"]
+    with pytest.raises(InvalidRecord) as error:
+        RecordParser(schema).parse(json.dumps(body).encode())
+    assert {e.field for e in error.value.errors} == {"temperature_c", "shift", "supplier"}
+    assert not error.value.malformed
+
+
+def test_auc_matches_its_definition():
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    labels = np.array([0, 0, 1, 1])
+    assert auc(scores, labels) == pytest.approx(0.75)

@@ -1,0 +1,98 @@
+"""Both stages end to end over real HTTP, against the models' own offline predictions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from demo.data import generate
+from multistage.model_io import (
+    file_version,
+    heavy_inputs,
+    load_booster,
+    load_heavy_module,
+    xgboost_probabilities,
+)
+from multistage.records import RecordParser
+
+
+def test_both_stages_equal_offline_predictions(http, artifacts, schema):
+    data = generate(8, seed=99)
+    bodies = [data.record(i) for i in range(len(data))]
+    parser = RecordParser(schema)
+    records = [parser.parse(json.dumps(body).encode()) for body in bodies]
+    features = np.stack([r.features for r in records])
+    images = np.stack([r.image for r in records])
+    booster = load_booster(artifacts / "tabular.ubj")
+    offline_one = xgboost_probabilities(booster, features)
+    net = load_heavy_module("demo.net:build_model", artifacts / "heavy.pt", schema, {})
+    inputs = heavy_inputs(features, images, schema, torch.device("cpu"))
+    with torch.inference_mode():
+        offline_two = torch.softmax(net(*inputs), dim=1)
+
+    responses = [http.post("/v1/predict", json=body) for body in bodies]
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    for i, response in enumerate(responses):
+        answer = response.json()
+        assert answer["stage_two"]["status"] == "pending"
+        stage_one = answer["stage_one"]
+        assert list(stage_one["scores"].values()) == pytest.approx(offline_one[i], abs=1e-5)
+        assert stage_one["label"] == schema.classes[int(offline_one[i].argmax())]
+
+        fetched = http.get(answer["stage_two"]["url"], params={"wait": 20})
+        assert fetched.status_code == 200, fetched.text
+        view = fetched.json()
+        assert view["status"] == "completed"
+        assert view["ticket"] == answer["ticket"]
+        assert list(view["result"]["scores"].values()) == pytest.approx(
+            offline_two[i].numpy(), abs=1e-4
+        )
+        assert view["result"]["model"]["name"] == "defect-cnn"
+
+
+def test_pending_ticket_answers_202_with_retry_after(http, example):
+    ticket = http.post("/saturated/v1/predict", json=example).json()["ticket"]
+    # Through the saturated app, stage two takes long enough to still be pending.
+    response = http.get(f"/saturated/v1/predictions/{ticket}")
+    assert response.status_code == 202
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["status"] == "pending"
+
+
+def test_long_poll_returns_within_its_wait(http, example):
+    ticket = http.post("/saturated/v1/predict", json=example).json()["ticket"]
+    response = http.get(f"/saturated/v1/predictions/{ticket}", params={"wait": 0.3})
+    assert response.status_code in (200, 202)
+    assert response.elapsed.total_seconds() < 5
+
+
+def test_unknown_ticket_is_404(http):
+    response = http.get("/v1/predictions/never-issued")
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_ticket"
+
+
+def test_healthz_reports_every_deployment(http):
+    response = http.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["deployments"]) == {"Ingress", "TabularModel", "TicketStore", "HeavyModel"}
+
+
+def test_models_endpoint_names_versions_and_a_working_example(http, artifacts):
+    models = http.get("/v1/models").json()
+    assert models["stage_one"]["version"] == file_version(artifacts / "tabular.ubj")
+    assert models["stage_two"]["version"] == file_version(artifacts / "heavy.pt")
+    assert models["classes"] == ["ok", "defect"]
+    assert "temperature_c" in models["input_schema"]["properties"]
+    assert http.post("/v1/predict", json=models["example_request"]).status_code == 200
+
+
+def test_openapi_documents_predict_with_the_example(http, schema):
+    document = http.get("/openapi.json").json()
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["example"] == schema.example
+    assert set(body["schema"]["required"]) == {f.name for f in schema.fields} | {"image"}
+    assert "/v1/predictions/{ticket}" in document["paths"]
