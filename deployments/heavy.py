@@ -78,7 +78,9 @@ class HeavyModel:
         probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return [
-            Prediction.from_probabilities(p, self._schema.classes, self._info, elapsed_ms)
+            Prediction.from_probabilities(
+                p, self._schema.classes, self._info, elapsed_ms, batch_size=len(records)
+            )
             for p in probabilities
         ]
 

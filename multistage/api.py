@@ -23,16 +23,25 @@ class Prediction(BaseModel):
     latency_ms: float = Field(
         description="Server time from accepting the request to this answer, queueing included."
     )
+    batch_size: int | None = Field(
+        None, description="Stage two only: how many requests shared this model call."
+    )
 
     @classmethod
     def from_probabilities(
-        cls, probabilities: np.ndarray, classes: list[str], model: ModelInfo, latency_ms: float
+        cls,
+        probabilities: np.ndarray,
+        classes: list[str],
+        model: ModelInfo,
+        latency_ms: float,
+        batch_size: int | None = None,
     ) -> Prediction:
         return cls(
             label=classes[int(np.argmax(probabilities))],
             scores={c: round(float(p), 6) for c, p in zip(classes, probabilities, strict=True)},
             model=model,
             latency_ms=round(latency_ms, 3),
+            batch_size=batch_size,
         )
 
 

@@ -49,20 +49,37 @@ def schema(artifacts) -> RecordSchema:
 
 
 @pytest.fixture(scope="session")
-def serve_url(artifacts) -> str:
+def service_config(artifacts) -> dict:
+    """The Serve config the session deploys (tests that change it must restore it)."""
+    return _test_config(artifacts, _free_port())
+
+
+@pytest.fixture(scope="session")
+def serve_url(service_config) -> str:
     """Base URL of a live Serve HTTP proxy running both test applications."""
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        config = ServeDeploySchema.model_validate(_test_config(artifacts, _free_port()))
-        client = serve_start(
-            http_options=config.http_options.model_dump(), proxy_location=config.proxy_location
-        )
-        client.deploy_apps(config)
-        wait_for_condition(_all_running, timeout=240, retry_interval_ms=1000)
-        yield f"http://127.0.0.1:{config.http_options.port}"
+        deploy(service_config)
+        yield f"http://127.0.0.1:{service_config['http_options']['port']}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redeploy(serve_url):
+    """Apply a changed config to the running cluster, as `serve deploy` would."""
+    return deploy
+
+
+def deploy(config: dict) -> None:
+    """Apply ``config`` the way `serve run <config>` does, then wait until every app runs."""
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_start(
+        http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location
+    )
+    client.deploy_apps(schema)
+    wait_for_condition(_all_running, timeout=240, retry_interval_ms=1000)
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +100,15 @@ def _test_config(artifacts: Path, port: int) -> dict:
     main["args"]["schema_path"] = str(artifacts / "schema.json")
     main["args"]["tabular"]["path"] = str(artifacts / "tabular.ubj")
     main["args"]["heavy"]["weights"] = str(artifacts / "heavy.pt")
-    _deployment(main, "Ingress")["num_replicas"] = 2
+    deployment_options(main, "Ingress")["num_replicas"] = 2
 
     saturated = copy.deepcopy(main)
     saturated.update(name="saturated", route_prefix="/saturated")
     saturated["args"]["heavy"].update(
         weights=str(artifacts / "slow.pt"), factory_kwargs={"width": SATURATED_WIDTH}
     )
-    _deployment(saturated, "Ingress")["num_replicas"] = 1
-    heavy = _deployment(saturated, "HeavyModel")
+    deployment_options(saturated, "Ingress")["num_replicas"] = 1
+    heavy = deployment_options(saturated, "HeavyModel")
     heavy.pop("autoscaling_config")
     heavy.update(
         num_replicas=1,
@@ -102,7 +119,7 @@ def _test_config(artifacts: Path, port: int) -> dict:
     return config
 
 
-def _deployment(app: dict, name: str) -> dict:
+def deployment_options(app: dict, name: str) -> dict:
     return next(d for d in app["deployments"] if d["name"] == name)
 
 

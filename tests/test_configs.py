@@ -1,0 +1,51 @@
+"""The shipped Serve configs are valid and name the deployments the graph builds."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from graphs.multistage import AppArgs
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DEPLOYMENTS = {"Ingress", "TabularModel", "TicketStore", "HeavyModel"}
+
+
+def _app(name: str) -> dict:
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    ServeDeploySchema.model_validate(config)
+    (app,) = config["applications"]
+    AppArgs.model_validate(app["args"])
+    return app
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml"])
+def test_config_is_valid_and_complete(name):
+    app = _app(name)
+    assert app["import_path"] == "graphs.multistage:build_app"
+    options = {d["name"]: d for d in app["deployments"]}
+    assert set(options) == DEPLOYMENTS
+    assert options["TicketStore"]["num_replicas"] == 1
+    heavy = options["HeavyModel"]
+    assert heavy["max_ongoing_requests"] > heavy["user_config"]["max_batch_size"]
+    assert heavy["autoscaling_config"]["min_replicas"] >= 1
+
+
+def test_local_config_fits_two_cores_without_a_gpu():
+    options = {d["name"]: d for d in _app("local.yaml")["deployments"]}
+    replicas = {
+        name: d.get("num_replicas") or d["autoscaling_config"]["max_replicas"]
+        for name, d in options.items()
+    }
+    cpus = sum(replicas[n] * options[n]["ray_actor_options"]["num_cpus"] for n in options)
+    assert cpus <= 2
+    assert all("num_gpus" not in d["ray_actor_options"] for d in options.values())
+
+
+def test_gpu_config_puts_stage_two_on_gpus():
+    options = {d["name"]: d for d in _app("gpu.yaml")["deployments"]}
+    assert options["HeavyModel"]["ray_actor_options"]["num_gpus"] == 1
+    assert all(
+        "num_gpus" not in options[n]["ray_actor_options"] for n in DEPLOYMENTS - {"HeavyModel"}
+    )
