@@ -56,6 +56,8 @@ class HeavyModel:
         self._autocast_dtype = _autocast_dtype(self._device, precision)
         self._info = info
         self._schema = schema
+        # The first forward pass pays for lazy initialisation; pay it before serving.
+        self._predict_batch([_blank_record(schema)])
 
     def reconfigure(self, user_config: dict) -> None:
         config = BatchingConfig.model_validate(user_config)
@@ -88,6 +90,14 @@ class HeavyModel:
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self._device.type, dtype=self._autocast_dtype)
+
+
+def _blank_record(schema: RecordSchema) -> Record:
+    spec = schema.image
+    return Record(
+        features=np.zeros(len(schema.fields), dtype=np.float32),
+        image=np.zeros((spec.height, spec.width, spec.channels), dtype=np.uint8),
+    )
 
 
 def _cpu_threads() -> int:

@@ -20,6 +20,9 @@ class TabularModel:
         self._booster = load_booster(model_path, threads=1)
         self._info = info
         self._classes = classes
+        # Warm up before serving, so the first request is not the slow one.
+        blank = np.zeros((1, self._booster.num_features()), dtype=np.float32)
+        xgboost_probabilities(self._booster, blank)
 
     async def predict(self, features: np.ndarray) -> Prediction:
         started = time.perf_counter()
