@@ -126,7 +126,7 @@ def train_heavy(
                 loss.backward()
                 optimizer.step()
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return net.eval()
 
 

@@ -128,9 +128,7 @@ class Ingress:
     ) -> tuple[str | None, StageTwoStatus]:
         """The store's receipt for the ticket; stage one is answered even without one."""
         try:
-            ticket = await asyncio.wait_for(
-                _resolve(submission), timeout=self._limits.submit_timeout_s
-            )
+            ticket = await asyncio.wait_for(submission, timeout=self._limits.submit_timeout_s)
         except Exception as error:  # noqa: BLE001 - stage two's trouble never fails stage one
             submission.cancel()
             reason = f"stage two is unavailable: {type(error).__name__}"
@@ -138,10 +136,6 @@ class Ingress:
         root = request.scope.get("root_path", "")
         url = f"{root}/{API_VERSION}/predictions/{ticket}"
         return ticket, StageTwoStatus(status="pending", url=url)
-
-
-async def _resolve(response: DeploymentResponse):
-    return await response
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
