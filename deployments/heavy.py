@@ -25,6 +25,10 @@ from multistage.schema import RecordSchema
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 
+class NonFiniteOutput(ValueError):
+    """The model's answer for a record was NaN or infinite: a failure, not a prediction."""
+
+
 class BatchingConfig(BaseModel):
     """The heavy deployment's ``user_config``."""
 
@@ -57,20 +61,38 @@ class HeavyModel:
         self._info = info
         self._schema = schema
         # The first forward pass pays for lazy initialisation; pay it before serving.
-        self._predict_batch([_blank_record(schema)])
+        # A module that breaks the input contract fails here, not on the first request.
+        warmup = self._predict_batch([_blank_record(schema)])[0]
+        if isinstance(warmup, Exception):
+            raise warmup
 
     def reconfigure(self, user_config: dict) -> None:
         config = BatchingConfig.model_validate(user_config)
-        self.predict.set_max_batch_size(config.max_batch_size)
-        self.predict.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._predict_batched.set_max_batch_size(config.max_batch_size)
+        self._predict_batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    async def predict(self, record: Record) -> Prediction:
+        outcome = await self._predict_batched(record)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def predict(self, records: list[Record]) -> list[Prediction]:
+    async def _predict_batched(self, records: list[Record]) -> list[Prediction | Exception]:
         # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
-        return await asyncio.to_thread(self._predict_batch, records)
+        return await asyncio.to_thread(self._predict_isolating_failures, records)
+
+    def _predict_isolating_failures(self, records: list[Record]) -> list[Prediction | Exception]:
+        try:
+            return self._predict_batch(records)
+        except Exception as error:  # noqa: BLE001 - the failure belongs to its record(s)
+            if len(records) == 1:
+                return [error]
+            # One bad record must not fail its batch-mates: run each on its own.
+            return [self._predict_isolating_failures([r])[0] for r in records]
 
     @torch.inference_mode()
-    def _predict_batch(self, records: list[Record]) -> list[Prediction]:
+    def _predict_batch(self, records: list[Record]) -> list[Prediction | Exception]:
         started = time.perf_counter()
         features = np.stack([r.features for r in records])
         images = np.stack([r.image for r in records])
@@ -83,6 +105,8 @@ class HeavyModel:
             Prediction.from_probabilities(
                 p, self._schema.classes, self._info, elapsed_ms, batch_size=len(records)
             )
+            if np.isfinite(p).all()
+            else NonFiniteOutput("the model produced non-finite scores for this record")
             for p in probabilities
         ]
 

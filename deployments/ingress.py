@@ -8,15 +8,21 @@ annotations at runtime.
 """
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from multistage.api import (
+    BatchItem,
+    BatchResponse,
     ErrorBody,
     ModelInfo,
     ModelsResponse,
@@ -24,21 +30,36 @@ from multistage.api import (
     StageTwoStatus,
     TicketView,
 )
-from multistage.http_errors import BodyTooLarge, error_response, install_error_handlers
-from multistage.records import RecordParser
+from multistage.http_errors import (
+    BodyTooLarge,
+    Overloaded,
+    error_response,
+    install_error_handlers,
+    invalid_record_body,
+)
+from multistage.records import FieldError, InvalidRecord, Record, RecordParser
 from multistage.schema import RecordSchema
+from multistage.sse import HEARTBEAT, event_stream, sse_event
 
 API_VERSION = "v1"
 # Ticket ids are 22 characters; anything much longer was never issued.
 _MAX_TICKET_LENGTH = 64
+logger = logging.getLogger("ray.serve")
 
 
 class HttpLimits(BaseModel):
     max_body_bytes: int = Field(1 << 20, gt=0, description="Larger bodies get 413.")
+    max_batch_records: int = Field(64, gt=0, description="Most records in one batch request.")
     max_wait_s: float = Field(30.0, ge=0, description="Cap on a long-poll's ?wait=.")
+    heartbeat_s: float = Field(10.0, gt=0, description="Event-stream heartbeat interval.")
     submit_timeout_s: float = Field(
         2.0, gt=0, description="How long stage one waits for the ticket store to take a ticket."
     )
+
+
+class BatchRequest(BaseModel):
+    # Items stay raw JSON here: each is validated on its own, so one bad record fails alone.
+    records: list[object] = Field(min_length=1)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
@@ -55,7 +76,7 @@ class Ingress:
         self._tabular = tabular
         self._tickets = tickets
         self._models = models
-        self._limits = limits
+        self.limits = limits
         self.schema = schema
         self.parser = RecordParser(schema)
         context = serve.get_replica_context()
@@ -67,20 +88,44 @@ class Ingress:
         return _http_app(self)
 
     async def predict(self, request: Request) -> PredictResponse:
+        record = self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
+        return await self._answer(record, request)
+
+    async def predict_stream(self, request: Request) -> StreamingResponse:
+        # Bad input is answered as a plain 4xx before the stream starts.
+        record = self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
+        answer = await self._answer(record, request)
+        return event_stream(self._stage_one_then_two(answer))
+
+    async def predict_batch(self, request: Request) -> BatchResponse:
         started = time.perf_counter()
-        body = await _read_body(request, self._limits.max_body_bytes)
-        record = self.parser.parse(body)
-        # Both calls leave now; only stage one and the store's receipt are awaited.
-        stage_one = self._tabular.predict.remote(record.features)
-        submission = self._tickets.submit.remote(record)
-        try:
-            prediction = await stage_one
-        except BaseException:
-            submission.cancel()
-            raise
-        prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        ticket, stage_two = await self._stage_two_status(submission, request)
-        return PredictResponse(ticket=ticket, stage_one=prediction, stage_two=stage_two)
+        body = await _read_body(request, self.limits.max_body_bytes)
+        items = self._parse_batch(body)
+        good = {i: item for i, item in enumerate(items) if isinstance(item, Record)}
+        results = [
+            BatchItem(index=i, error=invalid_record_body(item))
+            for i, item in enumerate(items)
+            if i not in good
+        ]
+        if good:
+            records = list(good.values())
+            features = np.stack([r.features for r in records])
+            stage_one = self._tabular.predict_many.remote(features)
+            submission = self._tickets.submit_many.remote(records)
+            predictions = await self._stage_one(stage_one, submission)
+            tickets = await self._receipt(submission) or [None] * len(records)
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            for index, prediction, ticket in zip(good, predictions, tickets, strict=True):
+                prediction.latency_ms = latency_ms
+                results.append(
+                    BatchItem(
+                        index=index,
+                        ticket=ticket,
+                        stage_one=prediction,
+                        stage_two=self._stage_two_status(ticket, request),
+                    )
+                )
+        return BatchResponse(results=sorted(results, key=lambda item: item.index))
 
     async def get_prediction(
         self,
@@ -89,17 +134,19 @@ class Ingress:
             0.0, ge=0, description="Seconds to wait for stage two (long-poll); capped."
         ),
     ) -> TicketView | JSONResponse:
-        view = None
-        if len(ticket) <= _MAX_TICKET_LENGTH:
-            wait_s = min(wait, self._limits.max_wait_s)
-            view = await self._tickets.fetch.remote(ticket, wait_s)
+        view = await self._fetch(ticket, min(wait, self.limits.max_wait_s))
         if view is None:
-            return error_response(404, "unknown_ticket", f"no ticket {ticket!r}")
+            return _unknown_ticket(ticket)
         if view.status == "pending":
             return JSONResponse(
                 view.model_dump(mode="json"), status_code=202, headers={"Retry-After": "1"}
             )
         return view
+
+    async def prediction_events(self, ticket: str) -> StreamingResponse | JSONResponse:
+        if await self._fetch(ticket, 0) is None:
+            return _unknown_ticket(ticket)
+        return event_stream(self._stage_two_events(ticket))
 
     async def healthz(self) -> JSONResponse:
         # serve.status() blocks on the controller: keep it off the event loop.
@@ -123,19 +170,104 @@ class Ingress:
             example_request=self.schema.example,
         )
 
-    async def _stage_two_status(
-        self, submission: DeploymentResponse, request: Request
-    ) -> tuple[str | None, StageTwoStatus]:
-        """The store's receipt for the ticket; stage one is answered even without one."""
+    async def _answer(self, record: Record, request: Request) -> PredictResponse:
+        started = time.perf_counter()
+        # Both calls leave now; only stage one and the store's receipt are awaited.
+        stage_one = self._tabular.predict.remote(record.features)
+        submission = self._tickets.submit.remote(record)
+        prediction = await self._stage_one(stage_one, submission)
+        prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        ticket = await self._receipt(submission)
+        return PredictResponse(
+            ticket=ticket,
+            stage_one=prediction,
+            stage_two=self._stage_two_status(ticket, request),
+        )
+
+    async def _stage_one(self, stage_one: DeploymentResponse, submission: DeploymentResponse):
         try:
-            ticket = await asyncio.wait_for(submission, timeout=self._limits.submit_timeout_s)
-        except Exception as error:  # noqa: BLE001 - stage two's trouble never fails stage one
+            return await stage_one
+        except BackPressureError:
             submission.cancel()
-            reason = f"stage two is unavailable: {type(error).__name__}"
-            return None, StageTwoStatus(status="unavailable", error=reason)
+            raise Overloaded() from None
+        except BaseException:
+            submission.cancel()
+            raise
+
+    async def _receipt(self, submission: DeploymentResponse):
+        """The store's ticket id(s); None when stage two can't take the work in time."""
+        try:
+            return await asyncio.wait_for(submission, timeout=self.limits.submit_timeout_s)
+        except Exception:  # noqa: BLE001 - stage two's trouble never fails stage one
+            logger.warning("ticket store did not take the request", exc_info=True)
+            submission.cancel()
+            return None
+
+    def _stage_two_status(self, ticket: str | None, request: Request) -> StageTwoStatus:
+        if ticket is None:
+            return StageTwoStatus(
+                status="unavailable", error="stage two could not take this request in time"
+            )
         root = request.scope.get("root_path", "")
-        url = f"{root}/{API_VERSION}/predictions/{ticket}"
-        return ticket, StageTwoStatus(status="pending", url=url)
+        return StageTwoStatus(status="pending", url=f"{root}/{API_VERSION}/predictions/{ticket}")
+
+    async def _fetch(self, ticket: str, wait_s: float) -> TicketView | None:
+        if len(ticket) > _MAX_TICKET_LENGTH:
+            return None
+        return await self._tickets.fetch.remote(ticket, wait_s)
+
+    async def _stage_one_then_two(self, answer: PredictResponse) -> AsyncIterator[str]:
+        yield sse_event("stage1", answer)
+        if answer.ticket is None:
+            yield sse_event("failed", answer.stage_two)
+            return
+        async for event in self._stage_two_events(answer.ticket):
+            yield event
+
+    async def _stage_two_events(self, ticket: str) -> AsyncIterator[str]:
+        """Heartbeats while stage two is pending, then its terminal event.
+
+        Each long-poll of the store lasts one heartbeat interval, so the store's
+        answer doubles as the heartbeat clock. A client that disconnects cancels
+        only this read; the ticket itself goes on.
+        """
+        while True:
+            view = await self._fetch(ticket, self.limits.heartbeat_s)
+            if view is None:
+                gone = StageTwoStatus(status="failed", error="the ticket is no longer known")
+                yield sse_event("failed", gone)
+                return
+            if view.status != "pending":
+                yield sse_event("stage2" if view.status == "completed" else view.status, view)
+                return
+            yield HEARTBEAT
+
+    def _parse_batch(self, body: bytes) -> list[Record | InvalidRecord]:
+        try:
+            records = BatchRequest.model_validate_json(body).records
+        except ValidationError as error:
+            raise _invalid_batch(error) from None
+        if len(records) > self.limits.max_batch_records:
+            limit = self.limits.max_batch_records
+            raise InvalidRecord([FieldError("records", f"at most {limit} records per request")])
+        items: list[Record | InvalidRecord] = []
+        for values in records:
+            try:
+                items.append(self.parser.parse_values(values))
+            except InvalidRecord as error:
+                items.append(error)
+        return items
+
+
+def _invalid_batch(error: ValidationError) -> InvalidRecord:
+    problems = error.errors(include_url=False, include_input=False)
+    if any(p["type"] in ("json_invalid", "model_type") and len(p["loc"]) <= 1 for p in problems):
+        return InvalidRecord([FieldError("body", "must be a JSON object with 'records'")], True)
+    return InvalidRecord([FieldError(".".join(map(str, p["loc"])), p["msg"]) for p in problems])
+
+
+def _unknown_ticket(ticket: str) -> JSONResponse:
+    return error_response(404, "unknown_ticket", f"no ticket {ticket!r}")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -152,6 +284,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_EVENT_STREAM_DOC = {
+    "description": (
+        "text/event-stream: `stage1` (a PredictResponse; the stream for an existing ticket "
+        "skips it), heartbeat comments while stage two is pending, then one terminal event: "
+        "`stage2` (a completed TicketView) or `failed`; then the stream closes."
+    ),
+    "content": {
+        "text/event-stream": {
+            "example": 'event: stage1\ndata: {"ticket": "...", "stage_one": {...}}\n\n'
+            ": heartbeat\n\n"
+            'event: stage2\ndata: {"ticket": "...", "status": "completed", "result": {...}}\n\n'
+        }
+    },
+}
+
+
 def _http_app(ingress: Ingress) -> FastAPI:
     app = FastAPI(
         title="Multistage prediction service",
@@ -159,13 +307,32 @@ def _http_app(ingress: Ingress) -> FastAPI:
         description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
     )
     install_error_handlers(app)
-    errors = {status: {"model": ErrorBody} for status in (400, 404, 413, 422)}
+    errors = {status: {"model": ErrorBody} for status in (400, 404, 413, 422, 503)}
     request_body = {
         "required": True,
         "content": {
             "application/json": {
                 "schema": ingress.parser.model.model_json_schema(),
                 "example": ingress.schema.example,
+            }
+        },
+    }
+    batch_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["records"],
+                    "properties": {
+                        "records": {
+                            "type": "array",
+                            "items": ingress.parser.model.model_json_schema(),
+                            "maxItems": ingress.limits.max_batch_records,
+                        }
+                    },
+                },
+                "example": {"records": [ingress.schema.example]},
             }
         },
     }
@@ -177,6 +344,34 @@ def _http_app(ingress: Ingress) -> FastAPI:
         responses=errors,
         openapi_extra={"requestBody": request_body},
         summary="Stage one now, plus a ticket for stage two",
+    )
+    app.add_api_route(
+        f"/{API_VERSION}/predict/stream",
+        ingress.predict_stream,
+        response_model=None,
+        methods=["POST"],
+        response_class=StreamingResponse,
+        responses={200: _EVENT_STREAM_DOC, **errors},
+        openapi_extra={"requestBody": request_body},
+        summary="Stage one and stage two as Server-Sent Events on one response",
+    )
+    app.add_api_route(
+        f"/{API_VERSION}/predict/batch",
+        ingress.predict_batch,
+        methods=["POST"],
+        response_model=BatchResponse,
+        responses=errors,
+        openapi_extra={"requestBody": batch_body},
+        summary="Many records: stage one in one vectorised call, one ticket each",
+    )
+    app.add_api_route(
+        f"/{API_VERSION}/predictions/{{ticket}}/events",
+        ingress.prediction_events,
+        response_model=None,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        responses={200: _EVENT_STREAM_DOC, 404: {"model": ErrorBody}},
+        summary="Stage two for an existing ticket as Server-Sent Events",
     )
     app.add_api_route(
         f"/{API_VERSION}/predictions/{{ticket}}",

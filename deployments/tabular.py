@@ -25,12 +25,17 @@ class TabularModel:
         xgboost_probabilities(self._booster, blank)
 
     async def predict(self, features: np.ndarray) -> Prediction:
+        """Stage one for one feature row ``[F]``."""
+        (prediction,) = await self.predict_many(features[None, :])
+        return prediction
+
+    async def predict_many(self, features: np.ndarray) -> list[Prediction]:
+        """Stage one for feature rows ``[B, F]``, in one vectorised XGBoost call."""
         started = time.perf_counter()
         # Off the event loop, so a large model never stalls the replica's other requests.
-        probabilities = await asyncio.to_thread(
-            xgboost_probabilities, self._booster, features[None, :]
-        )
+        probabilities = await asyncio.to_thread(xgboost_probabilities, self._booster, features)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return Prediction.from_probabilities(
-            probabilities[0], self._classes, self._info, elapsed_ms
-        )
+        return [
+            Prediction.from_probabilities(p, self._classes, self._info, elapsed_ms)
+            for p in probabilities
+        ]

@@ -61,7 +61,16 @@ class TicketStore:
         self._finished: deque[tuple[float, str]] = deque()
 
     async def submit(self, record: Record) -> str:
+        """Start stage two for ``record``; returns its ticket id."""
         self._evict_expired()
+        return self._submit(record)
+
+    async def submit_many(self, records: list[Record]) -> list[str]:
+        """One ticket per record; each record joins the heavy model's batches on its own."""
+        self._evict_expired()
+        return [self._submit(record) for record in records]
+
+    def _submit(self, record: Record) -> str:
         ticket_id = new_ticket_id()
         ticket = _Ticket()
         response = self._heavy.predict.remote(record)

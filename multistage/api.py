@@ -79,6 +79,20 @@ class ErrorBody(BaseModel):
     errors: list[FieldProblem] = []
 
 
+class BatchItem(BaseModel):
+    """One record's outcome in a batch: its predictions, or its own error."""
+
+    index: int = Field(description="Position of the record in the request.")
+    ticket: str | None = None
+    stage_one: Prediction | None = None
+    stage_two: StageTwoStatus | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+
+
 class ModelsResponse(BaseModel):
     stage_one: ModelInfo
     stage_two: ModelInfo

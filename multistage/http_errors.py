@@ -21,6 +21,14 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class Overloaded(Exception):
+    """Stage one's queue is full: the client should come back after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__("the service is overloaded; retry after the Retry-After delay")
+        self.retry_after_s = retry_after_s
+
+
 def error_response(
     status: int,
     code: str,
@@ -35,21 +43,31 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
 
 
-async def _invalid_record(_: Request, error: InvalidRecord) -> JSONResponse:
+def invalid_record_body(error: InvalidRecord) -> ErrorBody:
     problems = [FieldProblem(field=e.field, message=e.message) for e in error.errors]
-    if error.malformed:
-        return error_response(400, "malformed_json", str(error), problems)
-    return error_response(422, "invalid_record", str(error), problems)
+    code = "malformed_json" if error.malformed else "invalid_record"
+    return ErrorBody(error=code, message=str(error), errors=problems)
+
+
+async def _invalid_record(_: Request, error: InvalidRecord) -> JSONResponse:
+    body = invalid_record_body(error)
+    return JSONResponse(body.model_dump(), status_code=400 if error.malformed else 422)
 
 
 async def _body_too_large(_: Request, error: BodyTooLarge) -> JSONResponse:
     problem = FieldProblem(field="body", message=f"must be at most {error.limit} bytes")
     return error_response(413, "body_too_large", str(error), [problem])
+
+
+async def _overloaded(_: Request, error: Overloaded) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after_s)}
+    return error_response(503, "overloaded", str(error), headers=headers)
 
 
 async def _invalid_parameters(_: Request, error: RequestValidationError) -> JSONResponse:

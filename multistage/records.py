@@ -80,10 +80,22 @@ class RecordParser:
         self.model = request_model(schema)
 
     def parse(self, body: bytes) -> Record:
+        """A record from a JSON request body."""
         try:
-            values = self.model.model_validate_json(body).model_dump()
+            validated = self.model.model_validate_json(body)
         except pydantic.ValidationError as error:
             raise _invalid_record(error) from None
+        return self._record(validated.model_dump())
+
+    def parse_values(self, values: Any) -> Record:
+        """A record from already-decoded JSON (one item of a batch)."""
+        try:
+            validated = self.model.model_validate(values)
+        except pydantic.ValidationError as error:
+            raise _invalid_record(error) from None
+        return self._record(validated.model_dump())
+
+    def _record(self, values: dict[str, Any]) -> Record:
         image = decode_image(values[self.schema.image.field], self.schema.image)
         return Record(features=self.schema.feature_row(values), image=image)
 

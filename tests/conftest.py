@@ -6,7 +6,10 @@ applications run side by side:
 
 - ``multistage`` at ``/``: the local config with two ingress replicas;
 - ``saturated`` at ``/saturated``: the same graph with a deliberately heavy stage
-  two (a wide network, batch size 1, one request at a time), to fill its queue.
+  two (a wide network, batch size 1, one request at a time), to fill its queue, and
+  a half-second event-stream heartbeat;
+- ``overloaded`` at ``/overloaded``: stage one takes one request at a time with a
+  queue of one, so a burst of requests is shed with 503s.
 """
 
 import copy
@@ -115,7 +118,15 @@ def _test_config(artifacts: Path, port: int) -> dict:
         max_ongoing_requests=1,
         user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
     )
-    config["applications"] = [main, saturated]
+    saturated["args"]["http"]["heartbeat_s"] = 0.5
+
+    overloaded = copy.deepcopy(main)
+    overloaded.update(name="overloaded", route_prefix="/overloaded")
+    deployment_options(overloaded, "Ingress")["num_replicas"] = 1
+    deployment_options(overloaded, "TabularModel").update(
+        max_ongoing_requests=1, max_queued_requests=1
+    )
+    config["applications"] = [main, saturated, overloaded]
     return config
 
 
@@ -125,7 +136,7 @@ def deployment_options(app: dict, name: str) -> dict:
 
 def _all_running() -> bool:
     apps = serve.status().applications
-    return len(apps) == 2 and all(a.status == "RUNNING" for a in apps.values())
+    return len(apps) == 3 and all(a.status == "RUNNING" for a in apps.values())
 
 
 def _free_port() -> int:

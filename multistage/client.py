@@ -1,0 +1,233 @@
+"""Python client for the multistage service: stage one at once, stage two when ready.
+
+    from multistage.client import Client
+
+    with Client("http://127.0.0.1:8000") as client:
+        answer = client.predict(record)      # returns as soon as stage one is in
+        print(answer.stage_one.label)
+        print(answer.result(timeout=10).label)  # stage two: event stream, else long-poll
+
+``AsyncClient`` is the same in async code (``await client.predict(record)``, then
+``await answer``). Errors: ``ServiceError`` for 4xx/5xx answers (503s and 429s are
+retried first, honouring ``Retry-After``), ``StageTwoFailed`` for a ticket that ended
+without a result, ``TimeoutError`` when stage two is not ready in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatus, TicketView
+
+T = TypeVar("T")
+_RETRIED_STATUSES = (429, 503)
+_LONG_POLL_S = 30.0
+
+
+class ServiceError(Exception):
+    """The service answered with an error (after retries, for 503 and 429)."""
+
+    def __init__(self, status: int, body: ErrorBody, retry_after_s: float | None = None):
+        super().__init__(f"{status} {body.error}: {body.message}")
+        self.status = status
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+
+class StageTwoFailed(Exception):
+    """Stage two ended without a result (or could not take the request)."""
+
+    def __init__(self, ticket: str | None, reason: str | None):
+        super().__init__(f"stage two for ticket {ticket} failed: {reason}")
+        self.ticket = ticket
+        self.reason = reason
+
+
+@dataclass
+class Answer:
+    """Stage one's answer and the ticket for stage two."""
+
+    ticket: str | None
+    stage_one: Prediction
+    stage_two: StageTwoStatus
+    _fetch: Callable[[float], Any] = field(repr=False)
+
+    def result(self, timeout: float = 30.0) -> Prediction:
+        """Stage two's prediction, waiting up to ``timeout`` seconds."""
+        return self._fetch(timeout)
+
+
+class AsyncAnswer(Answer):
+    async def result(self, timeout: float = 30.0) -> Prediction:  # type: ignore[override]
+        return await self._fetch(timeout)
+
+    def __await__(self):
+        return self.result().__await__()
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    async def predict(self, record: dict) -> AsyncAnswer:
+        response = await self._request("POST", "/v1/predict", json=record)
+        return self._answer(PredictResponse.model_validate_json(response.content))
+
+    async def predict_many(self, records: list[dict]) -> list[AsyncAnswer | ServiceError]:
+        """One result per record, in order: its answer, or its own error (422)."""
+        response = await self._request("POST", "/v1/predict/batch", json={"records": records})
+        outcomes: list[AsyncAnswer | ServiceError] = []
+        for item in response.json()["results"]:
+            if item["error"] is not None:
+                outcomes.append(ServiceError(422, ErrorBody.model_validate(item["error"])))
+            else:
+                outcomes.append(self._answer(PredictResponse.model_validate(item)))
+        return outcomes
+
+    async def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
+        """Stage two for ``ticket``: from its event stream, else by long-polling."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            view = await asyncio.wait_for(self._stream_result(ticket), timeout)
+        except (SSEError, httpx.TransportError):
+            remaining = deadline - asyncio.get_running_loop().time()
+            view = await asyncio.wait_for(self._poll_result(ticket), max(remaining, 0))
+        if view.status != "completed":
+            raise StageTwoFailed(ticket, view.error)
+        return view.result
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+    def _answer(self, response: PredictResponse) -> AsyncAnswer:
+        async def fetch(timeout: float) -> Prediction:
+            if response.ticket is None:
+                raise StageTwoFailed(None, response.stage_two.error)
+            return await self.result(response.ticket, timeout)
+
+        return AsyncAnswer(response.ticket, response.stage_one, response.stage_two, fetch)
+
+    async def _stream_result(self, ticket: str) -> TicketView:
+        url = f"/v1/predictions/{ticket}/events"
+        # No read timeout: heartbeats keep the stream alive; result() bounds the wait.
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        async with aconnect_sse(self._http, "GET", url, timeout=timeout) as events:
+            if events.response.status_code != 200:
+                await events.response.aread()
+                raise _service_error(events.response)
+            async for event in events.aiter_sse():
+                if event.event == "stage2":
+                    return TicketView.model_validate_json(event.data)
+                if event.event == "failed":
+                    raise StageTwoFailed(ticket, event.json().get("error"))
+        raise SSEError("the event stream closed before stage two")
+
+    async def _poll_result(self, ticket: str) -> TicketView:
+        while True:
+            response = await self._request(
+                "GET",
+                f"/v1/predictions/{ticket}",
+                params={"wait": _LONG_POLL_S},
+                timeout=_LONG_POLL_S + self._http.timeout.connect,
+            )
+            if response.status_code == 200:
+                return TicketView.model_validate_json(response.content)
+
+    async def _request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        for attempt in range(self._max_retries + 1):
+            response = await self._http.request(method, url, **kwargs)
+            if response.status_code not in _RETRIED_STATUSES or attempt == self._max_retries:
+                break
+            await asyncio.sleep(self._retry_delay(response, attempt))
+        if response.is_error:
+            raise _service_error(response)
+        return response
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
+        retry_after = _retry_after_s(response)
+        if retry_after is None:
+            # Exponential backoff with jitter, so retrying clients do not arrive in step.
+            retry_after = self._backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+        return min(retry_after, self._max_backoff_s)
+
+
+class Client:
+    """The synchronous client: ``AsyncClient`` run on a private event-loop thread."""
+
+    def __init__(self, base_url: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._async = AsyncClient(base_url, **options)
+
+    def predict(self, record: dict) -> Answer:
+        return self._sync_answer(self._run(self._async.predict(record)))
+
+    def predict_many(self, records: list[dict]) -> list[Answer | ServiceError]:
+        outcomes = self._run(self._async.predict_many(records))
+        return [o if isinstance(o, ServiceError) else self._sync_answer(o) for o in outcomes]
+
+    def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
+        return self._run(self._async.result(ticket, timeout))
+
+    def close(self) -> None:
+        self._run(self._async.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _sync_answer(self, answer: AsyncAnswer) -> Answer:
+        def fetch(timeout: float) -> Prediction:
+            return self._run(answer.result(timeout))
+
+        return Answer(answer.ticket, answer.stage_one, answer.stage_two, fetch)
+
+    def _run(self, coroutine: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # absent, or an HTTP date: fall back to backoff
+
+
+def _service_error(response: httpx.Response) -> ServiceError:
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+    except ValueError:
+        body = ErrorBody(error="http_error", message=response.text[:500] or response.reason_phrase)
+    return ServiceError(response.status_code, body, _retry_after_s(response))

@@ -1,0 +1,77 @@
+"""Server-Sent Events over real HTTP through the Serve proxy."""
+
+import asyncio
+
+import httpx
+from httpx_sse import connect_sse
+
+from multistage.api import PredictResponse, TicketView
+
+
+def _events(http: httpx.Client, method: str, url: str, **kwargs) -> list[tuple[str, str]]:
+    with connect_sse(http, method, url, **kwargs) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return [(event.event, event.data) for event in source.iter_sse()]
+
+
+def test_stream_sends_stage1_then_stage2_then_closes(http, example):
+    events = _events(http, "POST", "/v1/predict/stream", json=example)
+    assert [name for name, _ in events] == ["stage1", "stage2"]
+    first = PredictResponse.model_validate_json(events[0][1])
+    assert first.stage_two.status == "pending"
+    assert first.stage_one.label in ("ok", "defect")
+    second = TicketView.model_validate_json(events[1][1])
+    assert second.ticket == first.ticket
+    assert second.status == "completed"
+    # The streamed result is the stored one.
+    stored = http.get(f"/v1/predictions/{first.ticket}").json()
+    assert stored["result"] == second.result.model_dump(mode="json")
+
+
+def test_events_for_an_existing_ticket(http, example):
+    ticket = http.post("/v1/predict", json=example).json()["ticket"]
+    events = _events(http, "GET", f"/v1/predictions/{ticket}/events")
+    assert [name for name, _ in events] == ["stage2"]
+    assert TicketView.model_validate_json(events[0][1]).ticket == ticket
+
+
+def test_events_for_an_unknown_ticket_is_json_404(http):
+    response = http.get("/v1/predictions/never-issued/events")
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_ticket"
+
+
+def test_stream_refuses_bad_input_before_streaming(http, example):
+    response = http.post("/v1/predict/stream", json={**example, "shift": "graveyard"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "shift"
+
+
+def test_stream_reports_a_failed_ticket(http, example):
+    # Finite JSON, but it overflows the network: stage two fails this record with a reason.
+    events = _events(http, "POST", "/v1/predict/stream", json={**example, "temperature_c": 1e308})
+    assert [name for name, _ in events] == ["stage1", "failed"]
+    assert "non-finite" in TicketView.model_validate_json(events[1][1]).error
+
+
+async def _fill_heavy_queue(base_url: str, example: dict, count: int = 30) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        await asyncio.gather(
+            *(client.post("/saturated/v1/predict", json=example) for _ in range(count))
+        )
+
+
+def test_heartbeats_then_disconnect_leaves_the_ticket_fetchable(http, serve_url, example):
+    asyncio.run(_fill_heavy_queue(serve_url, example))
+    lines = []
+    with http.stream("POST", "/saturated/v1/predict/stream", json=example) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == ": heartbeat":
+                break  # disconnect while stage two is still pending
+    assert lines[0] == "event: stage1"
+    ticket = PredictResponse.model_validate_json(lines[1].removeprefix("data: ")).ticket
+
+    assert http.get(f"/saturated/v1/predictions/{ticket}").status_code in (200, 202)
+    final = http.get(f"/saturated/v1/predictions/{ticket}", params={"wait": 30})
+    assert final.json()["status"] == "completed"
