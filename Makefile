@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
 
-.PHONY: setup models run test lint bench-latency clean
+.PHONY: setup models run test lint bench-latency bench-stream clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ lint: setup
 
 bench-latency: setup models
 	$(BIN)/python -m benchmarks.stage_one_latency
+
+bench-stream: setup models
+	$(BIN)/python -m benchmarks.stream_latency
 
 clean:
 	rm -rf artifacts results

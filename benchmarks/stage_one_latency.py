@@ -10,21 +10,13 @@ and writes ``results/stage_one_latency.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-import ray
 
-from benchmarks.serve_process import serve_run
+from benchmarks.report import percentiles, service, write_results
 
-LOCAL_CONFIG = Path("configs/local.yaml")
-LOCAL_URL = "http://127.0.0.1:8000"
 WARMUP = 20
 
 
@@ -34,14 +26,9 @@ def main() -> None:
     parser.add_argument("--url", help="a running service; default: start the local config")
     parser.add_argument("--out", type=Path, default=Path("results/stage_one_latency.json"))
     args = parser.parse_args()
-
-    service = contextlib.nullcontext() if args.url else serve_run(LOCAL_CONFIG, LOCAL_URL)
-    with service:
-        results = measure(args.url or LOCAL_URL, args.requests)
-    results["machine"] = machine()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    with service(args.url) as url:
+        results = measure(url, args.requests)
+    write_results(args.out, results)
 
 
 def measure(url: str, requests: int) -> dict:
@@ -65,20 +52,6 @@ def measure(url: str, requests: int) -> dict:
         "stage_one_client_ms": percentiles(client_ms),
         "stage_one_server_ms": percentiles(server_ms),
         "tickets_completed": len(statuses),
-    }
-
-
-def percentiles(values: list[float]) -> dict:
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"p50": round(p50, 2), "p90": round(p90, 2), "p99": round(p99, 2)}
-
-
-def machine() -> dict:
-    return {
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "ray": ray.__version__,
     }
 
 

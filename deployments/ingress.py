@@ -300,6 +300,24 @@ _EVENT_STREAM_DOC = {
 }
 
 
+_HEALTH_DOC = {
+    "description": "Every deployment is running",
+    "content": {
+        "application/json": {
+            "example": {
+                "status": "ok",
+                "deployments": {
+                    "Ingress": "HEALTHY",
+                    "TabularModel": "HEALTHY",
+                    "TicketStore": "HEALTHY",
+                    "HeavyModel": "HEALTHY",
+                },
+            }
+        }
+    },
+}
+
+
 def _http_app(ingress: Ingress) -> FastAPI:
     app = FastAPI(
         title="Multistage prediction service",
@@ -381,8 +399,21 @@ def _http_app(ingress: Ingress) -> FastAPI:
         responses={202: {"model": TicketView, "description": "Still pending"}, **errors},
         summary="Stage two for a ticket (long-poll with ?wait=S)",
     )
-    app.add_api_route(f"/{API_VERSION}/models", ingress.models, methods=["GET"])
-    app.add_api_route("/healthz", ingress.healthz, methods=["GET"], summary="Readiness")
+    app.add_api_route(
+        f"/{API_VERSION}/models",
+        ingress.models,
+        methods=["GET"],
+        response_model=ModelsResponse,
+        summary="Model names and versions, input schema, a valid example request",
+    )
+    app.add_api_route(
+        "/healthz",
+        ingress.healthz,
+        methods=["GET"],
+        response_model=None,
+        responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
+        summary="Readiness: 200 only when every deployment runs",
+    )
 
     app.add_middleware(ServedBy, replica_id=ingress.replica_id)
     return app

@@ -6,9 +6,39 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 TicketStatus = Literal["pending", "completed", "failed"]
+
+_TICKET = "NJJF9NoLb5BDftko2TfCFA"
+_STAGE_ONE = {
+    "label": "defect",
+    "scores": {"ok": 0.205034, "defect": 0.794966},
+    "model": {"name": "defect-xgboost", "version": "af683a0dcfcf"},
+    "latency_ms": 13.2,
+    "batch_size": None,
+}
+_STAGE_TWO = {"status": "pending", "url": f"/v1/predictions/{_TICKET}", "error": None}
+_PREDICT_EXAMPLE = {"ticket": _TICKET, "stage_one": _STAGE_ONE, "stage_two": _STAGE_TWO}
+_TICKET_EXAMPLE = {
+    "ticket": _TICKET,
+    "status": "completed",
+    "submitted_at": "2026-11-23T11:49:39.711860Z",
+    "finished_at": "2026-11-23T11:49:39.967996Z",
+    "result": {
+        "label": "defect",
+        "scores": {"ok": 0.000251, "defect": 0.999749},
+        "model": {"name": "defect-cnn", "version": "015153eb85d9"},
+        "latency_ms": 256.1,
+        "batch_size": 4,
+    },
+    "error": None,
+}
+_ERROR_EXAMPLE = {
+    "error": "invalid_record",
+    "message": "shift: Input should be 'day', 'night' or 'weekend'",
+    "errors": [{"field": "shift", "message": "Input should be 'day', 'night' or 'weekend'"}],
+}
 
 
 class ModelInfo(BaseModel):
@@ -54,12 +84,16 @@ class StageTwoStatus(BaseModel):
 
 
 class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_PREDICT_EXAMPLE]})
+
     ticket: str | None
     stage_one: Prediction
     stage_two: StageTwoStatus
 
 
 class TicketView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_TICKET_EXAMPLE]})
+
     ticket: str
     status: TicketStatus
     submitted_at: datetime
@@ -74,6 +108,8 @@ class FieldProblem(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ERROR_EXAMPLE]})
+
     error: str = Field(description="A stable error code, e.g. 'invalid_record'.")
     message: str
     errors: list[FieldProblem] = []
@@ -90,10 +126,43 @@ class BatchItem(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {"index": 0, **_PREDICT_EXAMPLE, "error": None},
+                        {
+                            "index": 1,
+                            "ticket": None,
+                            "stage_one": None,
+                            "stage_two": None,
+                            "error": _ERROR_EXAMPLE,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     results: list[BatchItem]
 
 
 class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "stage_one": _STAGE_ONE["model"],
+                    "stage_two": _TICKET_EXAMPLE["result"]["model"],
+                    "classes": ["ok", "defect"],
+                    "input_schema": {"type": "object", "properties": {"...": {}}},
+                    "example_request": {"temperature_c": 78.2, "...": "..."},
+                }
+            ]
+        }
+    )
+
     stage_one: ModelInfo
     stage_two: ModelInfo
     classes: list[str]

@@ -82,8 +82,10 @@ class AsyncClient:
         max_retries: int = 3,
         backoff_s: float = 0.1,
         max_backoff_s: float = 10.0,
+        **httpx_options: Any,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        """``httpx_options`` go to ``httpx.AsyncClient`` (headers, auth, proxy, transport)."""
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, **httpx_options)
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s

@@ -1,4 +1,4 @@
-"""The parts without Ray: demo data, schema encoding, request parsing, metrics."""
+"""The parts without Ray: demo data, schema encoding, request parsing, API examples."""
 
 import json
 
@@ -7,6 +7,7 @@ import pytest
 
 from demo.data import generate, record_schema
 from demo.train import auc
+from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
 from multistage.records import InvalidRecord, RecordParser
 
 
@@ -48,3 +49,11 @@ def test_auc_matches_its_definition():
     scores = np.array([0.1, 0.4, 0.35, 0.8])
     labels = np.array([0, 0, 1, 1])
     assert auc(scores, labels) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    "model", [PredictResponse, TicketView, ErrorBody, BatchResponse, ModelsResponse]
+)
+def test_documented_response_examples_are_valid(model):
+    for example in model.model_json_schema()["examples"]:
+        model.model_validate(example)

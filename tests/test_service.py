@@ -96,3 +96,22 @@ def test_openapi_documents_predict_with_the_example(http, schema):
     assert body["example"] == schema.example
     assert set(body["schema"]["required"]) == {f.name for f in schema.fields} | {"image"}
     assert "/v1/predictions/{ticket}" in document["paths"]
+
+
+def test_openapi_gives_every_endpoint_an_example(http):
+    document = http.get("/openapi.json").json()
+    components = document["components"]["schemas"]
+
+    def has_example(content: dict) -> bool:
+        for media in content.values():
+            schema = media.get("schema", {})
+            referenced = components.get(schema.get("$ref", "").rsplit("/", 1)[-1], {})
+            if "example" in media or "examples" in schema or "examples" in referenced:
+                return True
+        return False
+
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            ok = operation["responses"].get("200", {}).get("content", {})
+            request = operation.get("requestBody", {}).get("content", {})
+            assert has_example(ok) or has_example(request), f"{method.upper()} {path}"

@@ -1,0 +1,46 @@
+"""What every benchmark shares: the service it measures, and how it reports figures."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from benchmarks.serve_process import serve_run
+
+LOCAL_CONFIG = Path("configs/local.yaml")
+LOCAL_URL = "http://127.0.0.1:8000"
+
+
+@contextlib.contextmanager
+def service(url: str | None) -> Iterator[str]:
+    """``url`` if given; otherwise ``serve run configs/local.yaml``, stopped afterwards."""
+    if url:
+        yield url
+        return
+    with serve_run(LOCAL_CONFIG, LOCAL_URL):
+        yield LOCAL_URL
+
+
+def percentiles(values: list[float]) -> dict:
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"p50": round(p50, 2), "p90": round(p90, 2), "p99": round(p99, 2)}
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Adds the machine, writes ``path`` as JSON, and prints it."""
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
