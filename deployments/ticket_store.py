@@ -4,14 +4,19 @@ The store, not the ingress, makes the stage-two call, so the call's result is ow
 by this long-lived replica: any ingress replica can resolve any ticket, and a ticket
 outlives the ingress replica that issued it.
 
-``submit`` returns as soon as the call is handed to Serve's router. Waiting for a
-heavy replica to accept the call happens afterwards, in a task of its own: on the
-request path it made stage one ten times slower when the heavy queue was full.
+``submit`` only records the ticket and queues the record. A dispatcher task makes the
+heavy calls, and waiting for a heavy replica to accept one happens in a task per
+ticket: on the request path it made stage one ten times slower with a full heavy queue.
+The dispatcher is started with the replica, outside any request, because Ray cancels a
+cancelled request's calls recursively, down to calls made by sub-requests that have
+already returned: made inside ``submit``, stage two would die with a client's
+disconnect from an event stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -20,7 +25,7 @@ from datetime import datetime, timezone
 
 import ray
 from ray import serve
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
 
 from multistage.api import Prediction, TicketView
 from multistage.records import Record
@@ -35,6 +40,7 @@ def new_ticket_id() -> str:
 class _Ticket:
     submitted_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
     ref: ray.ObjectRef | None = None  # stage two's result, once a replica took the call
     task: asyncio.Task | None = None
     finished_at: float | None = None
@@ -49,7 +55,7 @@ class _Ticket:
     ray_actor_options={"num_cpus": 0.1},
 )
 class TicketStore:
-    def __init__(self, heavy: DeploymentHandle, result_ttl_s: float) -> None:
+    async def __init__(self, heavy: DeploymentHandle, result_ttl_s: float) -> None:
         # Tickets live in this replica's memory: a second replica would hold half of them.
         world_size = serve.get_replica_context().world_size
         if world_size != 1:
@@ -59,6 +65,8 @@ class TicketStore:
         self._tickets: dict[str, _Ticket] = {}
         # Finished tickets in finish order; with one TTL that is also expiry order.
         self._finished: deque[tuple[float, str]] = deque()
+        self._undispatched: asyncio.Queue[tuple[str, _Ticket, Record]] = asyncio.Queue()
+        self._dispatcher = asyncio.create_task(self._dispatch())
 
     async def submit(self, record: Record) -> str:
         """Start stage two for ``record``; returns its ticket id."""
@@ -73,9 +81,8 @@ class TicketStore:
     def _submit(self, record: Record) -> str:
         ticket_id = new_ticket_id()
         ticket = _Ticket()
-        response = self._heavy.predict.remote(record)
-        ticket.task = asyncio.create_task(self._follow(ticket_id, ticket, response))
         self._tickets[ticket_id] = ticket
+        self._undispatched.put_nowait((ticket_id, ticket, record))
         return ticket_id
 
     async def fetch(self, ticket_id: str, wait_s: float = 0.0) -> TicketView | None:
@@ -84,12 +91,20 @@ class TicketStore:
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
             return None
-        if ticket.finished_at is None and wait_s > 0:
-            await asyncio.wait({ticket.task}, timeout=wait_s)
+        if not ticket.done.is_set() and wait_s > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ticket.done.wait(), timeout=wait_s)
         return await self._view(ticket_id, ticket)
 
-    async def _follow(self, ticket_id: str, ticket: _Ticket, response: DeploymentResponse) -> None:
+    async def _dispatch(self) -> None:
+        while True:
+            ticket_id, ticket, record = await self._undispatched.get()
+            # Created here, the task (and the call it makes) belongs to no client's request.
+            ticket.task = asyncio.create_task(self._follow(ticket_id, ticket, record))
+
+    async def _follow(self, ticket_id: str, ticket: _Ticket, record: Record) -> None:
         try:
+            response = self._heavy.predict.remote(record)
             ticket.ref = await response._to_object_ref()
             await ticket.ref  # raises what the model raised
         except asyncio.CancelledError:
@@ -102,6 +117,7 @@ class TicketStore:
             ticket.latency_ms = (time.perf_counter() - ticket.started) * 1000
             ticket.finished_at = time.time()
             self._finished.append((ticket.finished_at + self._ttl_s, ticket_id))
+            ticket.done.set()
 
     async def _view(self, ticket_id: str, ticket: _Ticket) -> TicketView:
         view = TicketView(
