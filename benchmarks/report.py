@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,18 @@ from benchmarks.serve_process import serve_run
 
 LOCAL_CONFIG = Path("configs/local.yaml")
 LOCAL_URL = "http://127.0.0.1:8000"
+
+
+def run_benchmark(doc: str, measure: Callable[[str, int], dict], requests: int, out: str) -> None:
+    """The command line every benchmark shares: measure, then write and print the results."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=requests)
+    parser.add_argument("--url", help="a running service; default: start the local config")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    args = parser.parse_args()
+    with service(args.url) as url:
+        results = measure(url, args.requests)
+    write_results(args.out, results)
 
 
 @contextlib.contextmanager

@@ -9,26 +9,13 @@ and writes ``results/stage_one_latency.json``.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import httpx
 
-from benchmarks.report import percentiles, service, write_results
+from benchmarks.report import percentiles, run_benchmark
 
 WARMUP = 20
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--url", help="a running service; default: start the local config")
-    parser.add_argument("--out", type=Path, default=Path("results/stage_one_latency.json"))
-    args = parser.parse_args()
-    with service(args.url) as url:
-        results = measure(url, args.requests)
-    write_results(args.out, results)
 
 
 def measure(url: str, requests: int) -> dict:
@@ -56,4 +43,4 @@ def measure(url: str, requests: int) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(__doc__, measure, requests=200, out="results/stage_one_latency.json")

@@ -8,27 +8,14 @@ afterwards. Writes ``results/stream_latency.json``.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import httpx
 from httpx_sse import connect_sse
 
-from benchmarks.report import percentiles, service, write_results
+from benchmarks.report import percentiles, run_benchmark
 
 WARMUP = 10
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--url", help="a running service; default: start the local config")
-    parser.add_argument("--out", type=Path, default=Path("results/stream_latency.json"))
-    args = parser.parse_args()
-    with service(args.url) as url:
-        results = measure(url, args.requests)
-    write_results(args.out, results)
 
 
 def measure(url: str, requests: int) -> dict:
@@ -57,4 +44,4 @@ def one_stream(client: httpx.Client, example: dict) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(__doc__, measure, requests=100, out="results/stream_latency.json")

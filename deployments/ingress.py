@@ -23,25 +23,23 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from multistage.api import (
     BatchItem,
     BatchResponse,
-    ErrorBody,
     ModelInfo,
     ModelsResponse,
     PredictResponse,
     StageTwoStatus,
     TicketView,
 )
+from multistage.http_app import API_VERSION, build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
     Overloaded,
     error_response,
-    install_error_handlers,
     invalid_record_body,
 )
 from multistage.records import FieldError, InvalidRecord, Record, RecordParser
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
 
-API_VERSION = "v1"
 # Ticket ids are 22 characters; anything much longer was never issued.
 _MAX_TICKET_LENGTH = 64
 logger = logging.getLogger("ray.serve")
@@ -85,7 +83,7 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built per replica, after __init__: the request model comes from the schema.
-        return _http_app(self)
+        return build_http_app(self)
 
     async def predict(self, request: Request) -> PredictResponse:
         record = self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
@@ -282,157 +280,3 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-_EVENT_STREAM_DOC = {
-    "description": (
-        "text/event-stream: `stage1` (a PredictResponse; the stream for an existing ticket "
-        "skips it), heartbeat comments while stage two is pending, then one terminal event: "
-        "`stage2` (a completed TicketView) or `failed`; then the stream closes."
-    ),
-    "content": {
-        "text/event-stream": {
-            "example": 'event: stage1\ndata: {"ticket": "...", "stage_one": {...}}\n\n'
-            ": heartbeat\n\n"
-            'event: stage2\ndata: {"ticket": "...", "status": "completed", "result": {...}}\n\n'
-        }
-    },
-}
-
-
-_HEALTH_DOC = {
-    "description": "Every deployment is running",
-    "content": {
-        "application/json": {
-            "example": {
-                "status": "ok",
-                "deployments": {
-                    "Ingress": "HEALTHY",
-                    "TabularModel": "HEALTHY",
-                    "TicketStore": "HEALTHY",
-                    "HeavyModel": "HEALTHY",
-                },
-            }
-        }
-    },
-}
-
-
-def _http_app(ingress: Ingress) -> FastAPI:
-    app = FastAPI(
-        title="Multistage prediction service",
-        version=API_VERSION,
-        description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
-    )
-    install_error_handlers(app)
-    errors = {status: {"model": ErrorBody} for status in (400, 404, 413, 422, 503)}
-    request_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": ingress.parser.model.model_json_schema(),
-                "example": ingress.schema.example,
-            }
-        },
-    }
-    batch_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["records"],
-                    "properties": {
-                        "records": {
-                            "type": "array",
-                            "items": ingress.parser.model.model_json_schema(),
-                            "maxItems": ingress.limits.max_batch_records,
-                        }
-                    },
-                },
-                "example": {"records": [ingress.schema.example]},
-            }
-        },
-    }
-    app.add_api_route(
-        f"/{API_VERSION}/predict",
-        ingress.predict,
-        methods=["POST"],
-        response_model=PredictResponse,
-        responses=errors,
-        openapi_extra={"requestBody": request_body},
-        summary="Stage one now, plus a ticket for stage two",
-    )
-    app.add_api_route(
-        f"/{API_VERSION}/predict/stream",
-        ingress.predict_stream,
-        response_model=None,
-        methods=["POST"],
-        response_class=StreamingResponse,
-        responses={200: _EVENT_STREAM_DOC, **errors},
-        openapi_extra={"requestBody": request_body},
-        summary="Stage one and stage two as Server-Sent Events on one response",
-    )
-    app.add_api_route(
-        f"/{API_VERSION}/predict/batch",
-        ingress.predict_batch,
-        methods=["POST"],
-        response_model=BatchResponse,
-        responses=errors,
-        openapi_extra={"requestBody": batch_body},
-        summary="Many records: stage one in one vectorised call, one ticket each",
-    )
-    app.add_api_route(
-        f"/{API_VERSION}/predictions/{{ticket}}/events",
-        ingress.prediction_events,
-        response_model=None,
-        methods=["GET"],
-        response_class=StreamingResponse,
-        responses={200: _EVENT_STREAM_DOC, 404: {"model": ErrorBody}},
-        summary="Stage two for an existing ticket as Server-Sent Events",
-    )
-    app.add_api_route(
-        f"/{API_VERSION}/predictions/{{ticket}}",
-        ingress.get_prediction,
-        methods=["GET"],
-        response_model=TicketView,
-        responses={202: {"model": TicketView, "description": "Still pending"}, **errors},
-        summary="Stage two for a ticket (long-poll with ?wait=S)",
-    )
-    app.add_api_route(
-        f"/{API_VERSION}/models",
-        ingress.models,
-        methods=["GET"],
-        response_model=ModelsResponse,
-        summary="Model names and versions, input schema, a valid example request",
-    )
-    app.add_api_route(
-        "/healthz",
-        ingress.healthz,
-        methods=["GET"],
-        response_model=None,
-        responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
-        summary="Readiness: 200 only when every deployment runs",
-    )
-
-    app.add_middleware(ServedBy, replica_id=ingress.replica_id)
-    return app
-
-
-class ServedBy:
-    """Names the ingress replica that answered (X-Ingress-Replica), to trace requests."""
-
-    def __init__(self, app, replica_id: str) -> None:
-        self._app = app
-        self._header = (b"x-ingress-replica", replica_id.encode())
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self._app(scope, receive, send)
-
-        async def send_with_header(message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), self._header]
-            await send(message)
-
-        return await self._app(scope, receive, send_with_header)
