@@ -42,7 +42,7 @@ class _Ticket:
     started: float = field(default_factory=time.perf_counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ref: ray.ObjectRef | None = None  # stage two's result, once a replica took the call
-    task: asyncio.Task | None = None
+    task: asyncio.Task | None = None  # held: the event loop keeps only weak references
     finished_at: float | None = None
     latency_ms: float | None = None
     error: str | None = None
