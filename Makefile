@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 models: $(MODELS)
 
-$(MODELS) &: $(VENV)/.installed
+# Order-only on the venv: changing dependencies must not retrain the models.
+$(MODELS) &: | $(VENV)/.installed
 	$(BIN)/python -m demo.train --out artifacts
 
 run: setup models

@@ -36,7 +36,7 @@ from multistage.http_errors import (
     error_response,
     invalid_record_body,
 )
-from multistage.records import FieldError, InvalidRecord, Record, RecordParser
+from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
 
@@ -86,13 +86,11 @@ class Ingress:
         return build_http_app(self)
 
     async def predict(self, request: Request) -> PredictResponse:
-        record = self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
-        return await self._answer(record, request)
+        return await self._answer(await self._record(request), request)
 
     async def predict_stream(self, request: Request) -> StreamingResponse:
         # Bad input is answered as a plain 4xx before the stream starts.
-        record = self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
-        answer = await self._answer(record, request)
+        answer = await self._answer(await self._record(request), request)
         return event_stream(self._stage_one_then_two(answer))
 
     async def predict_batch(self, request: Request) -> BatchResponse:
@@ -164,9 +162,12 @@ class Ingress:
             stage_one=self._models["stage_one"],
             stage_two=self._models["stage_two"],
             classes=self.schema.classes,
-            input_schema=self.parser.model.model_json_schema(),
+            input_schema=self.parser.json_schema,
             example_request=self.schema.example,
         )
+
+    async def _record(self, request: Request) -> Record:
+        return self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
 
     async def _answer(self, record: Record, request: Request) -> PredictResponse:
         started = time.perf_counter()
@@ -244,7 +245,7 @@ class Ingress:
         try:
             records = BatchRequest.model_validate_json(body).records
         except ValidationError as error:
-            raise _invalid_batch(error) from None
+            raise invalid_record(error) from None
         if len(records) > self.limits.max_batch_records:
             limit = self.limits.max_batch_records
             raise InvalidRecord([FieldError("records", f"at most {limit} records per request")])
@@ -255,13 +256,6 @@ class Ingress:
             except InvalidRecord as error:
                 items.append(error)
         return items
-
-
-def _invalid_batch(error: ValidationError) -> InvalidRecord:
-    problems = error.errors(include_url=False, include_input=False)
-    if any(p["type"] in ("json_invalid", "model_type") and len(p["loc"]) <= 1 for p in problems):
-        return InvalidRecord([FieldError("body", "must be a JSON object with 'records'")], True)
-    return InvalidRecord([FieldError(".".join(map(str, p["loc"])), p["msg"]) for p in problems])
 
 
 def _unknown_ticket(ticket: str) -> JSONResponse:

@@ -65,7 +65,7 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         "required": True,
         "content": {
             "application/json": {
-                "schema": ingress.parser.model.model_json_schema(),
+                "schema": ingress.parser.json_schema,
                 "example": ingress.schema.example,
             }
         },
@@ -80,7 +80,7 @@ def build_http_app(ingress: Ingress) -> FastAPI:
                     "properties": {
                         "records": {
                             "type": "array",
-                            "items": ingress.parser.model.model_json_schema(),
+                            "items": ingress.parser.json_schema,
                             "maxItems": ingress.limits.max_batch_records,
                         }
                     },

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,24 +79,21 @@ class RecordParser:
     def __init__(self, schema: RecordSchema) -> None:
         self.schema = schema
         self.model = request_model(schema)
+        self.json_schema = self.model.model_json_schema()
 
     def parse(self, body: bytes) -> Record:
         """A record from a JSON request body."""
-        try:
-            validated = self.model.model_validate_json(body)
-        except pydantic.ValidationError as error:
-            raise _invalid_record(error) from None
-        return self._record(validated.model_dump())
+        return self._record(self.model.model_validate_json, body)
 
     def parse_values(self, values: Any) -> Record:
         """A record from already-decoded JSON (one item of a batch)."""
-        try:
-            validated = self.model.model_validate(values)
-        except pydantic.ValidationError as error:
-            raise _invalid_record(error) from None
-        return self._record(validated.model_dump())
+        return self._record(self.model.model_validate, values)
 
-    def _record(self, values: dict[str, Any]) -> Record:
+    def _record(self, validate: Callable[[Any], pydantic.BaseModel], source: Any) -> Record:
+        try:
+            values = validate(source).model_dump()
+        except pydantic.ValidationError as error:
+            raise invalid_record(error) from None
         image = decode_image(values[self.schema.image.field], self.schema.image)
         return Record(features=self.schema.feature_row(values), image=image)
 
@@ -126,7 +124,8 @@ def _image_error(spec: ImageSpec, message: str) -> InvalidRecord:
     return InvalidRecord([FieldError(spec.field, message)])
 
 
-def _invalid_record(error: pydantic.ValidationError) -> InvalidRecord:
+def invalid_record(error: pydantic.ValidationError) -> InvalidRecord:
+    """Pydantic's errors as field errors; not JSON, or not an object, is ``malformed``."""
     problems = error.errors(include_url=False, include_input=False)
     if any(p["type"] == "json_invalid" for p in problems):
         return InvalidRecord([FieldError("body", "is not valid JSON")], malformed=True)
