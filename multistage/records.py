@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -107,7 +108,13 @@ def decode_image(encoded: str, spec: ImageSpec) -> np.ndarray:
     if len(data) > spec.max_file_bytes:
         raise _image_error(spec, f"file is {len(data)} bytes, the limit is {spec.max_file_bytes}")
     try:
-        image = Image.open(io.BytesIO(data), formats=spec.formats)
+        with warnings.catch_warnings():
+            # Pillow only warns up to twice its pixel limit: refuse a bomb at any size.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=spec.formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        size = f"{spec.width}x{spec.height} px"
+        raise _image_error(spec, f"declares an enormous size; it must be {size}") from None
     except (UnidentifiedImageError, OSError):
         raise _image_error(spec, f"is not a readable {' or '.join(spec.formats)} file") from None
     if image.size != (spec.width, spec.height):

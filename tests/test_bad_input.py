@@ -3,6 +3,8 @@
 import base64
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +15,18 @@ def _png(width: int, height: int) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((height, width), dtype=np.uint8)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _png_header(width: int, height: int) -> str:
+    """A PNG that declares ``width`` x ``height`` pixels in a few bytes: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
 
 
 def _with(example: dict, **changes) -> bytes:
@@ -56,6 +70,18 @@ CASES = {
     ),
     "image wrongly sized": (
         lambda ex: _with(ex, image=_png(64, 48)),
+        422,
+        "invalid_record",
+        "image",
+    ),
+    "image declares 10000x10000 px": (
+        lambda ex: _with(ex, image=_png_header(10_000, 10_000)),
+        422,
+        "invalid_record",
+        "image",
+    ),
+    "image declares 30000x30000 px": (
+        lambda ex: _with(ex, image=_png_header(30_000, 30_000)),
         422,
         "invalid_record",
         "image",
