@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from multistage.api import ModelInfo, Prediction
+from multistage.deadline import DeadlinePassed, has_passed
 from multistage.model_io import heavy_inputs, load_heavy_module
 from multistage.records import Record
 from multistage.schema import RecordSchema
@@ -71,16 +72,28 @@ class HeavyModel:
         self._predict_batched.set_max_batch_size(config.max_batch_size)
         self._predict_batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
-    async def predict(self, record: Record) -> Prediction:
-        outcome = await self._predict_batched(record)
+    async def predict(self, record: Record, deadline: float | None = None) -> Prediction:
+        """Stage two for one record; raises ``DeadlinePassed`` rather than start late."""
+        outcome = await self._predict_batched(record, deadline)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def _predict_batched(self, records: list[Record]) -> list[Prediction | Exception]:
-        # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
-        return await asyncio.to_thread(self._predict_isolating_failures, records)
+    async def _predict_batched(
+        self, records: list[Record], deadlines: list[float | None]
+    ) -> list[Prediction | Exception]:
+        # A record may have waited in this replica's queue past its deadline: skip it.
+        live = [i for i, deadline in enumerate(deadlines) if not has_passed(deadline)]
+        outcomes: list[Prediction | Exception] = [DeadlinePassed() for _ in records]
+        if live:
+            # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
+            predictions = await asyncio.to_thread(
+                self._predict_isolating_failures, [records[i] for i in live]
+            )
+            for i, prediction in zip(live, predictions, strict=True):
+                outcomes[i] = prediction
+        return outcomes
 
     def _predict_isolating_failures(self, records: list[Record]) -> list[Prediction | Exception]:
         try:

@@ -10,17 +10,21 @@ annotations at runtime.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from deployments.ticket_store import Receipt, lost_view
 from multistage.api import (
+    GONE,
+    UNFINISHED,
     BatchItem,
     BatchResponse,
     ModelInfo,
@@ -29,19 +33,22 @@ from multistage.api import (
     StageTwoStatus,
     TicketView,
 )
+from multistage.auth import AuthArgs, load_api_key
 from multistage.http_app import API_VERSION, build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
     Overloaded,
+    TicketStoreUnavailable,
+    UnknownTicket,
     error_response,
     invalid_record_body,
 )
 from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
+from multistage.ticket_ids import TicketIds
 
-# Ticket ids are 22 characters; anything much longer was never issued.
-_MAX_TICKET_LENGTH = 64
+STAGE_TWO_HEADER = "X-Stage-Two-Status"
 logger = logging.getLogger("ray.serve")
 
 
@@ -53,6 +60,22 @@ class HttpLimits(BaseModel):
     submit_timeout_s: float = Field(
         2.0, gt=0, description="How long stage one waits for the ticket store to take a ticket."
     )
+    store_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="How long a read may wait for the ticket store beyond its own wait (503).",
+    )
+    max_deadline_s: float = Field(3600.0, gt=0, description="Cap on a request's ?deadline_s=.")
+
+
+DEADLINE_QUERY = Query(
+    None,
+    gt=0,
+    description=(
+        "Seconds from now by which stage two must start; later, it is skipped and the "
+        "ticket reads 'expired'. Capped by http.max_deadline_s."
+    ),
+)
 
 
 class BatchRequest(BaseModel):
@@ -70,11 +93,17 @@ class Ingress:
         schema: RecordSchema,
         models: dict[str, ModelInfo],
         limits: HttpLimits,
+        auth: AuthArgs,
+        ticket_secret: bytes,
     ) -> None:
         self._tabular = tabular
         self._tickets = tickets
         self._models = models
+        self._ids = TicketIds(ticket_secret)
         self.limits = limits
+        # Read here, in the replica's own environment, so the key never travels in config.
+        self.api_key = load_api_key(auth)
+        logger.info("API key authentication is %s", "on" if self.api_key else "off")
         self.schema = schema
         self.parser = RecordParser(schema)
         context = serve.get_replica_context()
@@ -85,16 +114,27 @@ class Ingress:
         # Built per replica, after __init__: the request model comes from the schema.
         return build_http_app(self)
 
-    async def predict(self, request: Request) -> PredictResponse:
-        return await self._answer(await self._record(request), request)
+    async def predict(
+        self, request: Request, response: Response, deadline_s: float | None = DEADLINE_QUERY
+    ) -> PredictResponse:
+        answer = await self._answer(await self._record(request), request, deadline_s)
+        response.headers[STAGE_TWO_HEADER] = answer.stage_two.status
+        return answer
 
-    async def predict_stream(self, request: Request) -> StreamingResponse:
+    async def predict_stream(
+        self, request: Request, deadline_s: float | None = DEADLINE_QUERY
+    ) -> StreamingResponse:
         # Bad input is answered as a plain 4xx before the stream starts.
-        answer = await self._answer(await self._record(request), request)
-        return event_stream(self._stage_one_then_two(answer))
+        answer = await self._answer(await self._record(request), request, deadline_s)
+        stream = event_stream(self._stage_one_then_two(answer))
+        stream.headers[STAGE_TWO_HEADER] = answer.stage_two.status
+        return stream
 
-    async def predict_batch(self, request: Request) -> BatchResponse:
+    async def predict_batch(
+        self, request: Request, deadline_s: float | None = DEADLINE_QUERY
+    ) -> BatchResponse:
         started = time.perf_counter()
+        deadline = self._deadline(deadline_s)
         body = await _read_body(request, self.limits.max_body_bytes)
         items = self._parse_batch(body)
         good = {i: item for i, item in enumerate(items) if isinstance(item, Record)}
@@ -107,18 +147,18 @@ class Ingress:
             records = list(good.values())
             features = np.stack([r.features for r in records])
             stage_one = self._tabular.predict_many.remote(features)
-            submission = self._tickets.submit_many.remote(records)
+            submission = self._tickets.submit_many.remote(records, deadline)
             predictions = await self._stage_one(stage_one, submission)
-            tickets = await self._receipt(submission) or [None] * len(records)
+            receipts = await self._receipt(submission) or [None] * len(records)
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            for index, prediction, ticket in zip(good, predictions, tickets, strict=True):
+            for index, prediction, receipt in zip(good, predictions, receipts, strict=True):
                 prediction.latency_ms = latency_ms
                 results.append(
                     BatchItem(
                         index=index,
-                        ticket=ticket,
+                        ticket=receipt and receipt.ticket,
                         stage_one=prediction,
-                        stage_two=self._stage_two_status(ticket, request),
+                        stage_two=self._stage_two_status(receipt, request),
                     )
                 )
         return BatchResponse(results=sorted(results, key=lambda item: item.index))
@@ -129,19 +169,19 @@ class Ingress:
         wait: float = Query(
             0.0, ge=0, description="Seconds to wait for stage two (long-poll); capped."
         ),
-    ) -> TicketView | JSONResponse:
-        view = await self._fetch(ticket, min(wait, self.limits.max_wait_s))
-        if view is None:
-            return _unknown_ticket(ticket)
-        if view.status == "pending":
-            return JSONResponse(
-                view.model_dump(mode="json"), status_code=202, headers={"Retry-After": "1"}
-            )
-        return view
+    ) -> JSONResponse:
+        return _ticket_response(await self._fetch(ticket, min(wait, self.limits.max_wait_s)))
 
-    async def prediction_events(self, ticket: str) -> StreamingResponse | JSONResponse:
-        if await self._fetch(ticket, 0) is None:
-            return _unknown_ticket(ticket)
+    async def cancel_prediction(self, ticket: str) -> JSONResponse:
+        view = await self._ask_store(ticket, lambda: self._tickets.cancel.remote(ticket))
+        if view.status in ("canceled", *GONE):
+            return _ticket_response(view)
+        return error_response(
+            409, "already_finished", f"ticket {ticket!r} already ended: {view.status}"
+        )
+
+    async def prediction_events(self, ticket: str) -> StreamingResponse:
+        await self._fetch(ticket, 0)  # an unknown ticket is a plain 404, not a stream
         return event_stream(self._stage_two_events(ticket))
 
     async def healthz(self) -> JSONResponse:
@@ -169,19 +209,26 @@ class Ingress:
     async def _record(self, request: Request) -> Record:
         return self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
 
-    async def _answer(self, record: Record, request: Request) -> PredictResponse:
+    async def _answer(
+        self, record: Record, request: Request, deadline_s: float | None
+    ) -> PredictResponse:
         started = time.perf_counter()
         # Both calls leave now; only stage one and the store's receipt are awaited.
         stage_one = self._tabular.predict.remote(record.features)
-        submission = self._tickets.submit.remote(record)
+        submission = self._tickets.submit.remote(record, self._deadline(deadline_s))
         prediction = await self._stage_one(stage_one, submission)
         prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        ticket = await self._receipt(submission)
+        receipt = await self._receipt(submission)
         return PredictResponse(
-            ticket=ticket,
+            ticket=receipt and receipt.ticket,
             stage_one=prediction,
-            stage_two=self._stage_two_status(ticket, request),
+            stage_two=self._stage_two_status(receipt, request),
         )
+
+    def _deadline(self, deadline_s: float | None) -> float | None:
+        if deadline_s is None:
+            return None
+        return time.time() + min(deadline_s, self.limits.max_deadline_s)
 
     async def _stage_one(self, stage_one: DeploymentResponse, submission: DeploymentResponse):
         try:
@@ -202,23 +249,49 @@ class Ingress:
             submission.cancel()
             return None
 
-    def _stage_two_status(self, ticket: str | None, request: Request) -> StageTwoStatus:
-        if ticket is None:
+    def _stage_two_status(self, receipt: Receipt | None, request: Request) -> StageTwoStatus:
+        if receipt is None:
             return StageTwoStatus(
                 status="unavailable", error="stage two could not take this request in time"
             )
+        if receipt.ticket is None:
+            return StageTwoStatus(status="rejected", error=receipt.rejection)
         root = request.scope.get("root_path", "")
-        return StageTwoStatus(status="pending", url=f"{root}/{API_VERSION}/predictions/{ticket}")
+        url = f"{root}/{API_VERSION}/predictions/{receipt.ticket}"
+        return StageTwoStatus(status="pending", url=url)
 
-    async def _fetch(self, ticket: str, wait_s: float) -> TicketView | None:
-        if len(ticket) > _MAX_TICKET_LENGTH:
-            return None
-        return await self._tickets.fetch.remote(ticket, wait_s)
+    async def _fetch(self, ticket: str, wait_s: float) -> TicketView:
+        return await self._ask_store(
+            ticket, lambda: self._tickets.fetch.remote(ticket, wait_s), wait_s
+        )
+
+    async def _ask_store(
+        self, ticket: str, call: Callable[[], DeploymentResponse], wait_s: float = 0.0
+    ) -> TicketView:
+        """The store's view of a ticket; never waits past ``wait_s`` plus the store timeout.
+
+        Ids are checked here first: made-up ones never reach the store.
+        """
+        issued_at = self._ids.issued_at(ticket)
+        if issued_at is None:
+            raise UnknownTicket(ticket)
+        response = call()
+        try:
+            view = await asyncio.wait_for(response, timeout=wait_s + self.limits.store_timeout_s)
+        except RayActorError:
+            # The store died under this call, and with it every ticket it held.
+            return lost_view(ticket, issued_at, "the ticket store stopped")
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise TicketStoreUnavailable() from None
+        if view is None:
+            raise UnknownTicket(ticket)
+        return view
 
     async def _stage_one_then_two(self, answer: PredictResponse) -> AsyncIterator[str]:
         yield sse_event("stage1", answer)
         if answer.ticket is None:
-            yield sse_event("failed", answer.stage_two)
+            yield sse_event(answer.stage_two.status, answer.stage_two)
             return
         async for event in self._stage_two_events(answer.ticket):
             yield event
@@ -231,12 +304,11 @@ class Ingress:
         only this read; the ticket itself goes on.
         """
         while True:
-            view = await self._fetch(ticket, self.limits.heartbeat_s)
-            if view is None:
-                gone = StageTwoStatus(status="failed", error="the ticket is no longer known")
-                yield sse_event("failed", gone)
-                return
-            if view.status != "pending":
+            try:
+                view = await self._fetch(ticket, self.limits.heartbeat_s)
+            except TicketStoreUnavailable:
+                view = None  # the store may be restarting: keep the stream and ask again
+            if view is not None and view.status not in UNFINISHED:
                 yield sse_event("stage2" if view.status == "completed" else view.status, view)
                 return
             yield HEARTBEAT
@@ -258,8 +330,12 @@ class Ingress:
         return items
 
 
-def _unknown_ticket(ticket: str) -> JSONResponse:
-    return error_response(404, "unknown_ticket", f"no ticket {ticket!r}")
+def _ticket_response(view: TicketView) -> JSONResponse:
+    """200 once the ticket has ended, 202 (Retry-After) before, 410 when its result is gone."""
+    body = view.model_dump(mode="json")
+    if view.status in UNFINISHED:
+        return JSONResponse(body, status_code=202, headers={"Retry-After": "1"})
+    return JSONResponse(body, status_code=410 if view.status in GONE else 200)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

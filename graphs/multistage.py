@@ -20,10 +20,12 @@ from ray.serve import Application
 from deployments.heavy import HeavyModel, Precision
 from deployments.ingress import HttpLimits, Ingress
 from deployments.tabular import TabularModel
-from deployments.ticket_store import TicketStore
+from deployments.ticket_store import TicketPolicy, TicketStore
 from multistage.api import ModelInfo
+from multistage.auth import AuthArgs
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
+from multistage.ticket_ids import new_secret
 
 
 class TabularModelArgs(BaseModel):
@@ -49,7 +51,8 @@ class AppArgs(BaseModel):
     tabular: TabularModelArgs = TabularModelArgs()
     heavy: HeavyModelArgs = HeavyModelArgs()
     http: HttpLimits = HttpLimits()
-    result_ttl_s: float = Field(600.0, gt=0, description="How long stage two results are kept.")
+    tickets: TicketPolicy = TicketPolicy()
+    auth: AuthArgs = AuthArgs()
 
 
 def build_app(args: AppArgs) -> Application:
@@ -76,5 +79,16 @@ def build_app(args: AppArgs) -> Application:
     tabular = TabularModel.bind(
         model_path=str(tabular_path), info=models["stage_one"], classes=schema.classes
     )
-    tickets = TicketStore.bind(heavy, result_ttl_s=args.result_ttl_s)
-    return Ingress.bind(tabular, tickets, schema=schema, models=models, limits=args.http)
+    # Signs ticket ids. Made per build: Serve rebuilds the app only when its args or code
+    # change, and then replaces the ticket store (and its tickets) too.
+    secret = new_secret()
+    tickets = TicketStore.bind(heavy, policy=args.tickets, secret=secret)
+    return Ingress.bind(
+        tabular,
+        tickets,
+        schema=schema,
+        models=models,
+        limits=args.http,
+        auth=args.auth,
+        ticket_secret=secret,
+    )

@@ -8,9 +8,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-TicketStatus = Literal["pending", "completed", "failed"]
+TicketStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired", "lost"]
+UNFINISHED: tuple[TicketStatus, ...] = ("pending", "running")
+# Answered with 410 Gone: the result will never be available.
+GONE: tuple[TicketStatus, ...] = ("expired",)
 
-_TICKET = "NJJF9NoLb5BDftko2TfCFA"
+_TICKET = "B14TBu-JLiJCsx1h3MVgmgAAAaIIGOf_e-NBY_X8jgvdfV9q"
 _STAGE_ONE = {
     "label": "defect",
     "scores": {"ok": 0.205034, "defect": 0.794966},
@@ -23,8 +26,10 @@ _PREDICT_EXAMPLE = {"ticket": _TICKET, "stage_one": _STAGE_ONE, "stage_two": _ST
 _TICKET_EXAMPLE = {
     "ticket": _TICKET,
     "status": "completed",
-    "submitted_at": "2026-11-23T11:49:39.711860Z",
+    "submitted_at": "2026-11-23T11:49:39.711000Z",
+    "started_at": "2026-11-23T11:49:39.721305Z",
     "finished_at": "2026-11-23T11:49:39.967996Z",
+    "attempts": 1,
     "result": {
         "label": "defect",
         "scores": {"ok": 0.000251, "defect": 0.999749},
@@ -76,8 +81,11 @@ class Prediction(BaseModel):
 
 
 class StageTwoStatus(BaseModel):
-    status: TicketStatus | Literal["unavailable"] = Field(
-        description="'unavailable' when stage two could not take the request: no ticket exists."
+    status: TicketStatus | Literal["rejected", "unavailable"] = Field(
+        description=(
+            "'rejected': stage two is full (admission control); 'unavailable': the ticket store "
+            "did not answer in time. Neither issues a ticket."
+        )
     )
     url: str | None = Field(None, description="Where to fetch stage two: GET it, with ?wait=S.")
     error: str | None = None
@@ -95,11 +103,19 @@ class TicketView(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_TICKET_EXAMPLE]})
 
     ticket: str
-    status: TicketStatus
+    status: TicketStatus = Field(
+        description=(
+            "pending (waiting for a heavy replica), running (a replica has it), then one of: "
+            "completed, failed, canceled, expired (its deadline passed before it started, or "
+            "its result was released after the TTL: 410), lost (the ticket store restarted)."
+        )
+    )
     submitted_at: datetime
+    started_at: datetime | None = Field(None, description="When a heavy replica took it.")
     finished_at: datetime | None = None
+    attempts: int = Field(0, description="Calls made to stage two (a replica's death retries).")
     result: Prediction | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="Why it did not complete.")
 
 
 class FieldProblem(BaseModel):

@@ -10,7 +10,8 @@
 ``AsyncClient`` is the same in async code (``await client.predict(record)``, then
 ``await answer``). Errors: ``ServiceError`` for 4xx/5xx answers (503s and 429s are
 retried first, honouring ``Retry-After``), ``StageTwoFailed`` for a ticket that ended
-without a result, ``TimeoutError`` when stage two is not ready in time.
+without a result (its ``status`` says how: failed, canceled, expired, lost, rejected,
+unavailable), ``TimeoutError`` when stage two is not ready in time.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatu
 
 T = TypeVar("T")
 _RETRIED_STATUSES = (429, 503)
+_READ_RETRIED_STATUSES = (500, 502, 504)
 _LONG_POLL_S = 30.0
 
 
@@ -45,9 +47,10 @@ class ServiceError(Exception):
 class StageTwoFailed(Exception):
     """Stage two ended without a result (or could not take the request)."""
 
-    def __init__(self, ticket: str | None, reason: str | None):
-        super().__init__(f"stage two for ticket {ticket} failed: {reason}")
+    def __init__(self, ticket: str | None, status: str, reason: str | None):
+        super().__init__(f"stage two for ticket {ticket} ended {status}: {reason}")
         self.ticket = ticket
+        self.status = status
         self.reason = reason
 
 
@@ -82,21 +85,36 @@ class AsyncClient:
         max_retries: int = 3,
         backoff_s: float = 0.1,
         max_backoff_s: float = 10.0,
+        api_key: str | None = None,
         **httpx_options: Any,
     ) -> None:
         """``httpx_options`` go to ``httpx.AsyncClient`` (headers, auth, proxy, transport)."""
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, **httpx_options)
+        headers = dict(httpx_options.pop("headers", {}))
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_s, headers=headers, **httpx_options
+        )
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
 
-    async def predict(self, record: dict) -> AsyncAnswer:
-        response = await self._request("POST", "/v1/predict", json=record)
+    async def predict(self, record: dict, deadline_s: float | None = None) -> AsyncAnswer:
+        """Stage one now; stage two is skipped if it cannot start within ``deadline_s``."""
+        params = _deadline_params(deadline_s)
+        response = await self._request("POST", "/v1/predict", json=record, params=params)
         return self._answer(PredictResponse.model_validate_json(response.content))
 
-    async def predict_many(self, records: list[dict]) -> list[AsyncAnswer | ServiceError]:
+    async def predict_many(
+        self, records: list[dict], deadline_s: float | None = None
+    ) -> list[AsyncAnswer | ServiceError]:
         """One result per record, in order: its answer, or its own error (422)."""
-        response = await self._request("POST", "/v1/predict/batch", json={"records": records})
+        response = await self._request(
+            "POST",
+            "/v1/predict/batch",
+            json={"records": records},
+            params=_deadline_params(deadline_s),
+        )
         outcomes: list[AsyncAnswer | ServiceError] = []
         for item in response.json()["results"]:
             if item["error"] is not None:
@@ -114,8 +132,13 @@ class AsyncClient:
             remaining = deadline - asyncio.get_running_loop().time()
             view = await asyncio.wait_for(self._poll_result(ticket), max(remaining, 0))
         if view.status != "completed":
-            raise StageTwoFailed(ticket, view.error)
+            raise StageTwoFailed(ticket, view.status, view.error)
         return view.result
+
+    async def cancel(self, ticket: str) -> TicketView:
+        """Cancel the ticket's stage two; the ticket's state afterwards (409 if it had ended)."""
+        response = await self._request("DELETE", f"/v1/predictions/{ticket}", accept=(410,))
+        return TicketView.model_validate_json(response.content)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -129,7 +152,8 @@ class AsyncClient:
     def _answer(self, response: PredictResponse) -> AsyncAnswer:
         async def fetch(timeout: float) -> Prediction:
             if response.ticket is None:
-                raise StageTwoFailed(None, response.stage_two.error)
+                stage_two = response.stage_two
+                raise StageTwoFailed(None, stage_two.status, stage_two.error)
             return await self.result(response.ticket, timeout)
 
         return AsyncAnswer(response.ticket, response.stage_one, response.stage_two, fetch)
@@ -143,10 +167,9 @@ class AsyncClient:
                 await events.response.aread()
                 raise _service_error(events.response)
             async for event in events.aiter_sse():
-                if event.event == "stage2":
+                # The one event with a name is the terminal one: the ticket as it ended.
+                if event.event != "message":
                     return TicketView.model_validate_json(event.data)
-                if event.event == "failed":
-                    raise StageTwoFailed(ticket, event.json().get("error"))
         raise SSEError("the event stream closed before stage two")
 
     async def _poll_result(self, ticket: str) -> TicketView:
@@ -156,22 +179,38 @@ class AsyncClient:
                 f"/v1/predictions/{ticket}",
                 params={"wait": _LONG_POLL_S},
                 timeout=_LONG_POLL_S + self._http.timeout.connect,
+                accept=(410,),
             )
-            if response.status_code == 200:
+            if response.status_code != 202:
                 return TicketView.model_validate_json(response.content)
 
-    async def _request(self, method: str, url: str, **kwargs) -> httpx.Response:
+    async def _request(
+        self, method: str, url: str, accept: tuple[int, ...] = (), **kwargs
+    ) -> httpx.Response:
+        """The response, after retries; an error status not in ``accept`` raises.
+
+        Any request is retried on 503 and 429 (the service did not take it); a GET also on
+        other 5xx answers and dropped connections, as when its ingress replica just died.
+        """
+        retried = _RETRIED_STATUSES + (_READ_RETRIED_STATUSES if method == "GET" else ())
         for attempt in range(self._max_retries + 1):
-            response = await self._http.request(method, url, **kwargs)
-            if response.status_code not in _RETRIED_STATUSES or attempt == self._max_retries:
+            last = attempt == self._max_retries
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except httpx.TransportError:
+                if method != "GET" or last:
+                    raise
+                await asyncio.sleep(self._retry_delay(None, attempt))
+                continue
+            if response.status_code not in retried or last:
                 break
             await asyncio.sleep(self._retry_delay(response, attempt))
-        if response.is_error:
+        if response.is_error and response.status_code not in accept:
             raise _service_error(response)
         return response
 
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
-        retry_after = _retry_after_s(response)
+    def _retry_delay(self, response: httpx.Response | None, attempt: int) -> float:
+        retry_after = None if response is None else _retry_after_s(response)
         if retry_after is None:
             # Exponential backoff with jitter, so retrying clients do not arrive in step.
             retry_after = self._backoff_s * 2**attempt * random.uniform(0.5, 1.5)
@@ -187,15 +226,20 @@ class Client:
         self._thread.start()
         self._async = AsyncClient(base_url, **options)
 
-    def predict(self, record: dict) -> Answer:
-        return self._sync_answer(self._run(self._async.predict(record)))
+    def predict(self, record: dict, deadline_s: float | None = None) -> Answer:
+        return self._sync_answer(self._run(self._async.predict(record, deadline_s)))
 
-    def predict_many(self, records: list[dict]) -> list[Answer | ServiceError]:
-        outcomes = self._run(self._async.predict_many(records))
+    def predict_many(
+        self, records: list[dict], deadline_s: float | None = None
+    ) -> list[Answer | ServiceError]:
+        outcomes = self._run(self._async.predict_many(records, deadline_s))
         return [o if isinstance(o, ServiceError) else self._sync_answer(o) for o in outcomes]
 
     def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
         return self._run(self._async.result(ticket, timeout))
+
+    def cancel(self, ticket: str) -> TicketView:
+        return self._run(self._async.cancel(ticket))
 
     def close(self) -> None:
         self._run(self._async.aclose())
@@ -217,6 +261,10 @@ class Client:
 
     def _run(self, coroutine: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+
+def _deadline_params(deadline_s: float | None) -> dict[str, float]:
+    return {} if deadline_s is None else {"deadline_s": deadline_s}
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:

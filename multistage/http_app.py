@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
+from multistage.auth import ApiKeyAuth
 from multistage.http_errors import install_error_handlers
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ API_VERSION = "v1"
 _EVENT_STREAM_DOC = {
     "description": (
         "text/event-stream: `stage1` (a PredictResponse; the stream for an existing ticket "
-        "skips it), heartbeat comments while stage two is pending, then one terminal event: "
-        "`stage2` (a completed TicketView) or `failed`; then the stream closes."
+        "skips it), heartbeat comments while stage two is unfinished, then one terminal event: "
+        "`stage2` (a completed TicketView), or a TicketView named by how the ticket ended "
+        "(`failed`, `canceled`, `expired`, `lost`), or, when no ticket was issued, a "
+        "StageTwoStatus named `rejected` or `unavailable`; then the stream closes."
     ),
     "content": {
         "text/event-stream": {
@@ -60,7 +63,14 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
     )
     install_error_handlers(app)
-    errors = {status: {"model": ErrorBody} for status in (400, 404, 413, 422, 503)}
+    errors = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)}
+    ticket_errors = {status: {"model": ErrorBody} for status in (401, 404, 422, 503)}
+    stage_two_header = {
+        "X-Stage-Two-Status": {
+            "description": "stage_two.status: pending, rejected or unavailable",
+            "schema": {"type": "string"},
+        }
+    }
     request_body = {
         "required": True,
         "content": {
@@ -94,7 +104,7 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         ingress.predict,
         methods=["POST"],
         response_model=PredictResponse,
-        responses=errors,
+        responses={200: {"headers": stage_two_header}, **errors},
         openapi_extra={"requestBody": request_body},
         summary="Stage one now, plus a ticket for stage two",
     )
@@ -123,7 +133,7 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         response_model=None,
         methods=["GET"],
         response_class=StreamingResponse,
-        responses={200: _EVENT_STREAM_DOC, 404: {"model": ErrorBody}},
+        responses={200: _EVENT_STREAM_DOC, **ticket_errors},
         summary="Stage two for an existing ticket as Server-Sent Events",
     )
     app.add_api_route(
@@ -131,8 +141,26 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         ingress.get_prediction,
         methods=["GET"],
         response_model=TicketView,
-        responses={202: {"model": TicketView, "description": "Still pending"}, **errors},
+        responses={
+            200: {"description": "The ticket has ended: completed, failed, canceled or lost"},
+            202: {"model": TicketView, "description": "Pending or running (with Retry-After)"},
+            410: {"model": TicketView, "description": "Expired: deadline passed, or TTL"},
+            **ticket_errors,
+        },
         summary="Stage two for a ticket (long-poll with ?wait=S)",
+    )
+    app.add_api_route(
+        f"/{API_VERSION}/predictions/{{ticket}}",
+        ingress.cancel_prediction,
+        methods=["DELETE"],
+        response_model=TicketView,
+        responses={
+            200: {"description": "Canceled: unstarted work never runs"},
+            409: {"model": ErrorBody, "description": "The ticket had already ended otherwise"},
+            410: {"model": TicketView, "description": "Expired"},
+            **ticket_errors,
+        },
+        summary="Cancel a ticket's stage two",
     )
     app.add_api_route(
         f"/{API_VERSION}/models",
@@ -150,6 +178,9 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Readiness: 200 only when every deployment runs",
     )
 
+    if ingress.api_key:
+        app.add_middleware(ApiKeyAuth, api_key=ingress.api_key)
+    # Added last, so it runs first: refusals name their replica too.
     app.add_middleware(ServedBy, replica_id=ingress.replica_id)
     return app
 

@@ -21,12 +21,37 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-class Overloaded(Exception):
-    """Stage one's queue is full: the client should come back after ``retry_after_s``."""
+class RetryLater(Exception):
+    """A 503 the client should retry after ``retry_after_s`` (sent as Retry-After)."""
 
-    def __init__(self, retry_after_s: int = 1) -> None:
-        super().__init__("the service is overloaded; retry after the Retry-After delay")
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Overloaded(RetryLater):
+    """Stage one's queue is full."""
+
+    code = "overloaded"
+
+    def __init__(self) -> None:
+        super().__init__("the service is overloaded; retry after the Retry-After delay")
+
+
+class TicketStoreUnavailable(RetryLater):
+    """The ticket store did not answer in time (restarting, or overwhelmed)."""
+
+    code = "ticket_store_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("the ticket store did not answer in time; retry after Retry-After")
+
+
+class UnknownTicket(Exception):
+    def __init__(self, ticket: str) -> None:
+        super().__init__(f"no ticket {ticket!r} was ever issued")
 
 
 def error_response(
@@ -43,7 +68,8 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(BodyTooLarge, _body_too_large)
-    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(RetryLater, _retry_later)
+    app.add_exception_handler(UnknownTicket, _unknown_ticket)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
@@ -65,9 +91,13 @@ async def _body_too_large(_: Request, error: BodyTooLarge) -> JSONResponse:
     return error_response(413, "body_too_large", str(error), [problem])
 
 
-async def _overloaded(_: Request, error: Overloaded) -> JSONResponse:
+async def _retry_later(_: Request, error: RetryLater) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after_s)}
-    return error_response(503, "overloaded", str(error), headers=headers)
+    return error_response(503, error.code, str(error), headers=headers)
+
+
+async def _unknown_ticket(_: Request, error: UnknownTicket) -> JSONResponse:
+    return error_response(404, "unknown_ticket", str(error))
 
 
 async def _invalid_parameters(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -1,15 +1,17 @@
 """Shared fixtures: small trained models, one local Ray cluster, the service deployed from YAML.
 
 The session deploys ``configs/local.yaml`` itself, with its args pointed at models
-trained here, through the same controller call ``serve run <config>`` makes. Two
+trained here, through the same controller call ``serve run <config>`` makes. Four
 applications run side by side:
 
 - ``multistage`` at ``/``: the local config with two ingress replicas;
 - ``saturated`` at ``/saturated``: the same graph with a deliberately heavy stage
-  two (a wide network, batch size 1, one request at a time), to fill its queue, and
-  a half-second event-stream heartbeat;
+  two (a wide network, one photo at a time), to fill its queue, a half-second
+  event-stream heartbeat, and admission control at ``SATURATED_MAX_UNFINISHED``;
 - ``overloaded`` at ``/overloaded``: stage one takes one request at a time with a
-  queue of one, so a burst of requests is shed with 503s.
+  queue of one, so a burst of requests is shed with 503s;
+- ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
+  in production) and keeps results for ``GUARDED_TTL_S`` only.
 """
 
 import copy
@@ -22,18 +24,19 @@ import ray
 import torch
 import yaml
 from ray import serve
-from ray._common.test_utils import wait_for_condition
-from ray.serve._private.api import serve_start
-from ray.serve.schema import ServeDeploySchema
 
 from demo.net import build_model
 from demo.train import train_all
+from multistage.local_cluster import deploy_config
 from multistage.schema import RecordSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
 # Wide enough that one photo takes tens of milliseconds on one CPU thread.
 SATURATED_WIDTH = 384
+SATURATED_MAX_UNFINISHED = 100
+API_KEY = "test-key-" + "x" * 24
+GUARDED_TTL_S = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +65,7 @@ def serve_url(service_config) -> str:
     """Base URL of a live Serve HTTP proxy running both test applications."""
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        deploy(service_config)
+        deploy_config(service_config)
         yield f"http://127.0.0.1:{service_config['http_options']['port']}"
     finally:
         serve.shutdown()
@@ -72,17 +75,7 @@ def serve_url(service_config) -> str:
 @pytest.fixture(scope="session")
 def redeploy(serve_url):
     """Apply a changed config to the running cluster, as `serve deploy` would."""
-    return deploy
-
-
-def deploy(config: dict) -> None:
-    """Apply ``config`` the way `serve run <config>` does, then wait until every app runs."""
-    schema = ServeDeploySchema.model_validate(config)
-    client = serve_start(
-        http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location
-    )
-    client.deploy_apps(schema)
-    wait_for_condition(_all_running, timeout=240, retry_interval_ms=1000)
+    return deploy_config
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +112,7 @@ def _test_config(artifacts: Path, port: int) -> dict:
         user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
     )
     saturated["args"]["http"]["heartbeat_s"] = 0.5
+    saturated["args"]["tickets"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
 
     overloaded = copy.deepcopy(main)
     overloaded.update(name="overloaded", route_prefix="/overloaded")
@@ -126,17 +120,18 @@ def _test_config(artifacts: Path, port: int) -> dict:
     deployment_options(overloaded, "TabularModel").update(
         max_ongoing_requests=1, max_queued_requests=1
     )
-    config["applications"] = [main, saturated, overloaded]
+    guarded = copy.deepcopy(main)
+    guarded.update(name="guarded", route_prefix="/guarded")
+    guarded["runtime_env"] = {"env_vars": {"MULTISTAGE_API_KEY": API_KEY}}
+    deployment_options(guarded, "Ingress")["num_replicas"] = 1
+    guarded["args"]["tickets"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
+
+    config["applications"] = [main, saturated, overloaded, guarded]
     return config
 
 
 def deployment_options(app: dict, name: str) -> dict:
     return next(d for d in app["deployments"] if d["name"] == name)
-
-
-def _all_running() -> bool:
-    apps = serve.status().applications
-    return len(apps) == 3 and all(a.status == "RUNNING" for a in apps.values())
 
 
 def _free_port() -> int:

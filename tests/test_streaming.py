@@ -1,10 +1,10 @@
 """Server-Sent Events over real HTTP through the Serve proxy."""
 
-import asyncio
 import time
 
 import httpx
 from httpx_sse import connect_sse
+from support import fill_saturated_queue
 
 from multistage.api import PredictResponse, TicketView
 
@@ -55,13 +55,6 @@ def test_stream_reports_a_failed_ticket(http, example):
     assert "non-finite" in TicketView.model_validate_json(events[1][1]).error
 
 
-async def _fill_heavy_queue(base_url: str, example: dict, count: int = 30) -> None:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        await asyncio.gather(
-            *(client.post("/saturated/v1/predict", json=example) for _ in range(count))
-        )
-
-
 def _disconnect_after_first_heartbeat(http: httpx.Client, example: dict) -> str:
     """Open a stream, leave after its first heartbeat; returns the stream's ticket."""
     lines = []
@@ -76,15 +69,18 @@ def _disconnect_after_first_heartbeat(http: httpx.Client, example: dict) -> str:
 
 
 def test_heartbeats_then_disconnect_leaves_the_ticket_fetchable(http, serve_url, example):
-    asyncio.run(_fill_heavy_queue(serve_url, example))
     # Several disconnects: cancellation reaching stage two was intermittent when it existed.
-    tickets = [_disconnect_after_first_heartbeat(http, example) for _ in range(3)]
+    # Each stream queues behind a fresh backlog, so stage two is still pending at its heartbeat.
+    tickets = []
+    for _ in range(3):
+        fill_saturated_queue(serve_url, example, count=20)
+        tickets.append(_disconnect_after_first_heartbeat(http, example))
 
     # The saturated queue can take a while to drain on a busy machine: wait it out.
     deadline = time.monotonic() + 90
     for ticket in tickets:
         url = f"/saturated/v1/predictions/{ticket}"
         view = http.get(url, params={"wait": 25}).json()
-        while view["status"] == "pending" and time.monotonic() < deadline:
+        while view["status"] in ("pending", "running") and time.monotonic() < deadline:
             view = http.get(url, params={"wait": 25}).json()
         assert view["status"] == "completed", view

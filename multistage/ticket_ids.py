@@ -1,0 +1,54 @@
+"""Ticket ids: 128 random bits, the time of issue, and a tag only this service can make.
+
+The tag lets the ticket store tell, with no memory of the ticket, an id it issued
+from one it never did: an id whose ticket was released after its TTL answers 410,
+one issued by a ticket store replica that has since died answers ``lost``, and a
+made-up or mistyped id answers 404. An id tells nothing about any other ticket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+
+_RANDOM_BYTES = 16
+_TAG_BYTES = 12
+_ISSUED_AT = struct.Struct(">Q")  # milliseconds since the epoch
+_ID_BYTES = _RANDOM_BYTES + _ISSUED_AT.size + _TAG_BYTES
+ID_LENGTH = (_ID_BYTES * 4 + 2) // 3  # 48 characters, base64url without padding
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+class TicketIds:
+    """Issues and checks ticket ids signed with one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def issue(self, now: float) -> str:
+        payload = secrets.token_bytes(_RANDOM_BYTES) + _ISSUED_AT.pack(round(now * 1000))
+        return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode()
+
+    def issued_at(self, ticket_id: str) -> float | None:
+        """When the ticket was issued, in epoch seconds; None if this service never issued it."""
+        if len(ticket_id) != ID_LENGTH:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(ticket_id + "=" * (-len(ticket_id) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        payload, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
+        if len(raw) != _ID_BYTES or not hmac.compare_digest(tag, self._tag(payload)):
+            return None
+        (millis,) = _ISSUED_AT.unpack(payload[_RANDOM_BYTES:])
+        return millis / 1000
+
+    def _tag(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_TAG_BYTES]

@@ -1,0 +1,90 @@
+"""A ticket's life: pending, running, then one truthful end; cancel, deadline, admission."""
+
+from datetime import datetime
+
+from conftest import SATURATED_MAX_UNFINISHED
+from ray import serve
+from support import cancel_all, fill_saturated_queue, post_concurrently, wait_until_ended
+
+SATURATED = "/saturated"
+
+
+def _time(view: dict, key: str) -> datetime:
+    return datetime.fromisoformat(view[key])
+
+
+def test_completed_ticket_reports_its_timeline(http, example):
+    posted = http.post("/v1/predict", json=example)
+    assert posted.headers["x-stage-two-status"] == "pending"
+    response = wait_until_ended(http, posted.json()["stage_two"]["url"])
+    view = response.json()
+    assert response.status_code == 200
+    assert view["status"] == "completed"
+    assert view["attempts"] == 1
+    submitted, started = _time(view, "submitted_at"), _time(view, "started_at")
+    assert submitted <= started <= _time(view, "finished_at")
+
+
+def test_cancel_unstarted_work_never_runs(http, serve_url, example):
+    backlog = fill_saturated_queue(serve_url, example)
+    last = f"{SATURATED}/v1/predictions/{backlog[-1]}"
+    canceled = http.delete(last)
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    assert canceled.json()["started_at"] is None
+
+    cancel_all(http, SATURATED, backlog[:-1])
+    for ticket in backlog[:-1]:
+        wait_until_ended(http, f"{SATURATED}/v1/predictions/{ticket}")
+    # Stage two drained, and the canceled ticket never reached a heavy replica.
+    view = http.get(last).json()
+    assert (view["status"], view["started_at"], view["result"]) == ("canceled", None, None)
+    assert http.delete(last).json()["status"] == "canceled"  # cancelling again changes nothing
+
+
+def test_cancel_answers_409_once_ended_and_404_when_never_issued(http, example):
+    ticket = http.post("/v1/predict", json=example).json()["ticket"]
+    wait_until_ended(http, f"/v1/predictions/{ticket}")
+    refused = http.delete(f"/v1/predictions/{ticket}")
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "already_finished"
+    assert http.get(f"/v1/predictions/{ticket}").json()["status"] == "completed"
+    assert http.delete("/v1/predictions/never-issued").status_code == 404
+
+
+def test_work_that_cannot_start_by_its_deadline_is_skipped(http, serve_url, example):
+    backlog = fill_saturated_queue(serve_url, example)
+    late = http.post(f"{SATURATED}/v1/predict", json=example, params={"deadline_s": 0.2})
+    assert late.status_code == 200
+    response = wait_until_ended(http, late.json()["stage_two"]["url"])
+    cancel_all(http, SATURATED, backlog)
+    view = response.json()
+    assert response.status_code == 410
+    assert view["status"] == "expired"
+    assert "deadline" in view["error"]
+    assert view["result"] is None
+
+
+def test_a_deadline_that_can_be_met_is_met(http, example):
+    posted = http.post("/v1/predict", json=example, params={"deadline_s": 60})
+    assert wait_until_ended(http, posted.json()["stage_two"]["url"]).json()["status"] == "completed"
+
+
+def test_admission_control_rejects_stage_two_never_stage_one(http, serve_url, example):
+    burst = post_concurrently(serve_url, f"{SATURATED}/v1/predict", example, 150)
+    assert [r.status_code for r in burst] == [200] * len(burst)
+    bodies = [r.json() for r in burst]
+    assert all(b["stage_one"]["label"] in ("ok", "defect") for b in bodies)
+
+    rejected = [r for r in burst if r.json()["stage_two"]["status"] == "rejected"]
+    accepted = [b["ticket"] for b in bodies if b["ticket"] is not None]
+    assert rejected, "150 submissions against a limit of 100 unfinished rejected none"
+    store = serve.get_deployment_handle("TicketStore", app_name="saturated")
+    assert store.stats.remote().result().unfinished <= SATURATED_MAX_UNFINISHED
+    assert rejected[0].headers["x-stage-two-status"] == "rejected"
+    assert rejected[0].json()["ticket"] is None
+    assert "unfinished" in rejected[0].json()["stage_two"]["error"]
+    cancel_all(http, SATURATED, accepted)
+    # Once stage two has room again, it takes work again.
+    again = http.post(f"{SATURATED}/v1/predict", json=example)
+    assert again.json()["stage_two"]["status"] == "pending"
