@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
 
-.PHONY: setup models run test lint bench-latency bench-stream clean
+.PHONY: setup models run test lint bench-latency bench-stream bench-faults clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ bench-latency: setup models
 
 bench-stream: setup models
 	$(BIN)/python -m benchmarks.stream_latency
+
+bench-faults: setup models
+	$(BIN)/python -m benchmarks.fault_injection
 
 clean:
 	rm -rf artifacts results

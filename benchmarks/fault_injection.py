@@ -1,0 +1,252 @@
+"""Fault injection: steady load on the service while one fault strikes; every ticket's end.
+
+    python -m benchmarks.fault_injection [--seconds 12] [--out results/fault_injection.json]
+
+Starts a local Ray cluster of its own (no dashboard) and deploys ``configs/local.yaml``
+with two ingress replicas (so one can die while the other serves) and a longer batch
+wait (see BATCH_WAIT_S), using the models in ``artifacts/`` (``make models``).
+
+For each fault in turn, batches of records are posted at a steady rate and, like
+interactive clients, each poster follows its tickets at once (long-poll). A third of
+the way in, the fault strikes just after a batch was posted, while its records wait in
+stage two. Reported per fault: tickets submitted, completed, failed (by reason),
+canceled, expired, lost and unresolved (still unfinished a minute later: must be zero);
+tickets retried; submissions refused or answered without a ticket; and when the first
+ticket submitted after the fault completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import ray
+import yaml
+from httpx_sse import aconnect_sse
+from ray import serve
+
+from benchmarks.report import LOCAL_CONFIG, write_results
+from multistage.local_cluster import deploy_config, kill, replica_actors
+from multistage.schema import RecordSchema
+
+APP = "multistage"
+BATCH = 8  # records per POST: the heavy model gets real batches to die under
+RATE = 4  # POSTs per second
+FOLLOW_TIMEOUT_S = 60
+# The demo model answers a batch in milliseconds: a longer batch wait keeps records in
+# the heavy replica long enough to kill it under them, STRIKE_AFTER_S after their POST.
+BATCH_WAIT_S = 0.25
+STRIKE_AFTER_S = 0.1
+BAD_RECORD = {"temperature_c": 1e308}  # finite JSON that overflows the network: fails alone
+
+
+@dataclass(frozen=True)
+class Fault:
+    victims: Callable[[], list] = list  # the replica actors to kill
+    bad_records: bool = False  # one record per POST the model fails on
+    disconnecting_clients: bool = False  # streams closed right after the ticket arrives
+
+
+FAULTS = {
+    "heavy replica killed mid-batch": Fault(lambda: replica_actors(APP, "HeavyModel")),
+    "ingress replica killed": Fault(lambda: replica_actors(APP, "Ingress")[:1]),
+    "ticket store replica killed": Fault(lambda: replica_actors(APP, "TicketStore")),
+    "bad record in every batch": Fault(bad_records=True),
+    "clients disconnect after the ticket": Fault(disconnecting_clients=True),
+}
+
+
+@dataclass
+class Run:
+    fault_at: float = 0.0  # wall-clock time of the fault
+    views: list[dict] = field(default_factory=list)  # each ticket's final view
+    refused: Counter = field(default_factory=Counter)  # POSTs that failed, by error
+    without_ticket: Counter = field(default_factory=Counter)  # by stage_two status
+    failed_reads: Counter = field(default_factory=Counter)  # ticket reads that got no answer
+
+
+async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
+    response = await client.post("/v1/predict/batch", json={"records": records})
+    response.raise_for_status()
+    tickets = []
+    for item in response.json()["results"]:
+        if item["ticket"] is None:
+            run.without_ticket[item["stage_two"]["status"]] += 1
+        else:
+            tickets.append(item["ticket"])
+    return tickets
+
+
+async def _stream_and_leave(client: httpx.AsyncClient, records: list[dict], run: Run) -> list:
+    (record,) = records
+    async with aconnect_sse(client, "POST", "/v1/predict/stream", json=record) as events:
+        events.response.raise_for_status()
+        async for event in events.aiter_sse():
+            return [event.json()["ticket"]]  # stage1 is in: leave before stage two
+    return []
+
+
+async def _follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
+    """The ticket's final view, long-polling on through failed reads (a dead replica's,
+    the store's restart), as a retrying client would."""
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    view = {"status": "unresolved"}
+    while time.monotonic() < deadline:
+        try:
+            response = await client.get(f"/v1/predictions/{ticket}", params={"wait": 10})
+        except httpx.TransportError as error:
+            run.failed_reads[type(error).__name__] += 1
+            continue
+        if response.status_code >= 500:
+            run.failed_reads[f"{response.status_code} {response.text[:60]}"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        view = response.json()
+        if view["status"] not in ("pending", "running"):
+            return view
+    return view
+
+
+async def _load(url: str, example: dict, fault: Fault, seconds: float) -> Run:
+    run = Run()
+    records = [example] * BATCH
+    if fault.bad_records:
+        records = [{**example, **BAD_RECORD}] + records[1:]
+    send = _post_batch
+    if fault.disconnecting_clients:
+        send, records = _stream_and_leave, [example]
+    victims = fault.victims()
+
+    async def client_session(client: httpx.AsyncClient, strike: bool) -> None:
+        posted = asyncio.create_task(send(client, records, run))
+        if strike:
+            await asyncio.sleep(STRIKE_AFTER_S)  # its records wait in the heavy replica
+            run.fault_at = time.time()
+            kill(victims)
+        try:
+            tickets = await posted
+        except httpx.HTTPStatusError as error:
+            run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
+            return
+        except (httpx.HTTPError, ValueError) as error:
+            run.refused[type(error).__name__] += 1
+            return
+        run.views += await asyncio.gather(*(_follow(client, t, run) for t in tickets))
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        sessions = []
+        for i in range(round(seconds * RATE)):
+            strike = i == round(seconds * RATE / 3)
+            sessions.append(asyncio.create_task(client_session(client, strike)))
+            await asyncio.sleep(1 / RATE)
+        await asyncio.gather(*sessions)
+    return run
+
+
+def _tally(run: Run) -> dict:
+    views = run.views
+    statuses = Counter(view["status"] for view in views)
+    failed = Counter(view["error"].split(":")[0] for view in views if view["status"] == "failed")
+    after_fault = [
+        _epoch(view["finished_at"]) - run.fault_at
+        for view in views
+        if view["status"] == "completed" and _epoch(view["submitted_at"]) > run.fault_at
+    ]
+    return {
+        "submitted": len(views),
+        "completed": statuses["completed"],
+        "failed": statuses["failed"],
+        "failed_by_reason": dict(failed),
+        "canceled": statuses["canceled"],
+        "expired": statuses["expired"],
+        "lost": statuses["lost"],
+        "unresolved": len(views) - sum(statuses[s] for s in _ENDED),
+        "retried": sum(1 for view in views if view.get("attempts", 0) > 1),
+        "refused_posts": dict(run.refused),
+        "records_without_ticket": dict(run.without_ticket),
+        "failed_reads": dict(run.failed_reads),
+        "first_completion_after_fault_s": round(min(after_fault), 2) if after_fault else None,
+    }
+
+
+_ENDED = ("completed", "failed", "canceled", "expired", "lost")
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def _wait_until_healthy(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        time.sleep(1)
+    raise TimeoutError(f"{url} did not recover within {timeout_s}s")
+
+
+def _config(port: int) -> dict:
+    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config["http_options"]["port"] = port
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    deployments["Ingress"]["num_replicas"] = 2
+    deployments["HeavyModel"]["user_config"]["batch_wait_timeout_s"] = BATCH_WAIT_S
+    return config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _print_table(results: dict) -> None:
+    columns = ["submitted", "completed", "failed", "lost", "unresolved", "retried"]
+    print(f"{'fault':37}" + "".join(f"{c:>11}" for c in columns) + "  recovery_s  notes")
+    for name, row in results["faults"].items():
+        cells = "".join(f"{row[c]:>11}" for c in columns)
+        notes = {
+            k: row[k]
+            for k in ("failed_by_reason", "refused_posts", "records_without_ticket", "failed_reads")
+            if row[k]
+        }
+        print(f"{name:37}{cells}  {row['first_completion_after_fault_s']!s:>10}  {notes or ''}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=12.0, help="load per fault")
+    parser.add_argument("--out", type=Path, default=Path("results/fault_injection.json"))
+    args = parser.parse_args()
+
+    example = RecordSchema.load(Path("artifacts/schema.json")).example
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    results: dict = {"load": {"posts_per_s": RATE, "records_per_post": BATCH}, "faults": {}}
+    try:
+        deploy_config(_config(port))
+        for name, fault in FAULTS.items():
+            _wait_until_healthy(url)
+            print(f"-- {name}", flush=True)
+            run = asyncio.run(_load(url, example, fault, args.seconds))
+            results["faults"][name] = _tally(run)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    write_results(args.out, results)
+    _print_table(results)
+
+
+if __name__ == "__main__":
+    main()
