@@ -11,8 +11,9 @@ interactive clients, each poster follows its tickets at once (long-poll). A thir
 the way in, the fault strikes just after a batch was posted, while its records wait in
 stage two. Reported per fault: tickets submitted, completed, failed (by reason),
 canceled, expired, lost and unresolved (still unfinished a minute later: must be zero);
-tickets retried; submissions refused or answered without a ticket; and when the first
-ticket submitted after the fault completed.
+tickets retried; submissions refused or answered without a ticket; when the first
+ticket submitted after the fault completed; and how long the POSTs took (stage one's
+answer), whose tail shows what a fault costs stage one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 from httpx_sse import aconnect_sse
 from ray import serve
 
-from benchmarks.report import LOCAL_CONFIG, write_results
+from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
 from multistage.local_cluster import deploy_config, kill, replica_actors
 from multistage.schema import RecordSchema
 
@@ -72,6 +73,7 @@ class Run:
     refused: Counter = field(default_factory=Counter)  # POSTs that failed, by error
     without_ticket: Counter = field(default_factory=Counter)  # by stage_two status
     failed_reads: Counter = field(default_factory=Counter)  # ticket reads that got no answer
+    post_ms: list[float] = field(default_factory=list)  # how long each POST took (stage one)
 
 
 async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
@@ -127,13 +129,15 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float) -> Run:
     victims = fault.victims()
 
     async def client_session(client: httpx.AsyncClient, strike: bool) -> None:
+        started = time.perf_counter()
         posted = asyncio.create_task(send(client, records, run))
         if strike:
             await asyncio.sleep(STRIKE_AFTER_S)  # its records wait in the heavy replica
             run.fault_at = time.time()
-            kill(victims)
+            await asyncio.to_thread(kill, victims)  # ray.kill blocks: keep other clients going
         try:
             tickets = await posted
+            run.post_ms.append((time.perf_counter() - started) * 1000)
         except httpx.HTTPStatusError as error:
             run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
             return
@@ -175,6 +179,7 @@ def _tally(run: Run) -> dict:
         "records_without_ticket": dict(run.without_ticket),
         "failed_reads": dict(run.failed_reads),
         "first_completion_after_fault_s": round(min(after_fault), 2) if after_fault else None,
+        "post_ms": percentiles(run.post_ms) | {"max": round(max(run.post_ms), 1)},
     }
 
 
@@ -212,7 +217,8 @@ def _free_port() -> int:
 
 def _print_table(results: dict) -> None:
     columns = ["submitted", "completed", "failed", "lost", "unresolved", "retried"]
-    print(f"{'fault':37}" + "".join(f"{c:>11}" for c in columns) + "  recovery_s  notes")
+    header = "".join(f"{c:>11}" for c in columns) + "  recovery_s  post p99/max ms  notes"
+    print(f"{'fault':37}{header}")
     for name, row in results["faults"].items():
         cells = "".join(f"{row[c]:>11}" for c in columns)
         notes = {
@@ -220,7 +226,9 @@ def _print_table(results: dict) -> None:
             for k in ("failed_by_reason", "refused_posts", "records_without_ticket", "failed_reads")
             if row[k]
         }
-        print(f"{name:37}{cells}  {row['first_completion_after_fault_s']!s:>10}  {notes or ''}")
+        recovery = f"{row['first_completion_after_fault_s']!s:>10}"
+        post = f"{row['post_ms']['p99']:.0f}/{row['post_ms']['max']:.0f}"
+        print(f"{name:37}{cells}  {recovery}  {post:>15}  {notes or ''}")
 
 
 def main() -> None:
