@@ -36,6 +36,7 @@ from httpx_sse import aconnect_sse
 from ray import serve
 
 from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
+from multistage.api import UNFINISHED
 from multistage.local_cluster import deploy_config, kill, replica_actors
 from multistage.schema import RecordSchema
 
@@ -113,7 +114,7 @@ async def _follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
             await asyncio.sleep(0.1)
             continue
         view = response.json()
-        if view["status"] not in ("pending", "running"):
+        if view["status"] not in UNFINISHED:
             return view
     return view
 
@@ -173,7 +174,7 @@ def _tally(run: Run) -> dict:
         "canceled": statuses["canceled"],
         "expired": statuses["expired"],
         "lost": statuses["lost"],
-        "unresolved": len(views) - sum(statuses[s] for s in _ENDED),
+        "unresolved": sum(1 for view in views if view["status"] in (*UNFINISHED, "unresolved")),
         "retried": sum(1 for view in views if view.get("attempts", 0) > 1),
         "refused_posts": dict(run.refused),
         "records_without_ticket": dict(run.without_ticket),
@@ -181,9 +182,6 @@ def _tally(run: Run) -> dict:
         "first_completion_after_fault_s": round(min(after_fault), 2) if after_fault else None,
         "post_ms": percentiles(run.post_ms) | {"max": round(max(run.post_ms), 1)},
     }
-
-
-_ENDED = ("completed", "failed", "canceled", "expired", "lost")
 
 
 def _epoch(timestamp: str) -> float:

@@ -270,18 +270,20 @@ class TicketStore:
     def _make_room(self) -> None:
         """Release the oldest finished tickets while the store is full."""
         while len(self._tickets) >= self._policy.max_held and self._finished:
-            _, ticket_id = self._finished.popleft()
-            self._tickets.pop(ticket_id, None)
+            self._release_oldest()
 
     async def _release_expired_forever(self) -> None:
-        # Dropping a ticket drops its ref, which frees stage two's result in Ray.
         interval = min(1.0, self._policy.result_ttl_s / 2)
         while True:
             now = time.time()
             while self._finished and self._finished[0][0] <= now:
-                _, ticket_id = self._finished.popleft()
-                self._tickets.pop(ticket_id, None)
+                self._release_oldest()
             await asyncio.sleep(interval)
+
+    def _release_oldest(self) -> None:
+        # Dropping a ticket drops its ref, which frees stage two's result in Ray.
+        _, ticket_id = self._finished.popleft()
+        self._tickets.pop(ticket_id, None)
 
 
 def lost_view(ticket_id: str, issued_at: float, why: str) -> TicketView:

@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-UNFINISHED = ("pending", "running")
+from multistage.api import UNFINISHED
 
 
 def post_concurrently(base_url: str, path: str, body: dict, count: int) -> list[httpx.Response]:

@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from support import UNFINISHED, fill_saturated_queue, wait_until_ended
+from support import fill_saturated_queue, wait_until_ended
 
+from multistage.api import UNFINISHED
 from multistage.local_cluster import kill_replicas
 
 SATURATED = "/saturated"
