@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,8 +34,9 @@ from httpx_sse import aconnect_sse
 from ray import serve
 
 from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
+from benchmarks.serve_process import wait_healthy
 from multistage.api import UNFINISHED
-from multistage.local_cluster import deploy_config, kill, replica_actors
+from multistage.local_cluster import deploy_config, free_port, kill, replica_actors
 from multistage.schema import RecordSchema
 
 APP = "multistage"
@@ -188,16 +187,6 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp).timestamp()
 
 
-def _wait_until_healthy(url: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return
-        time.sleep(1)
-    raise TimeoutError(f"{url} did not recover within {timeout_s}s")
-
-
 def _config(port: int) -> dict:
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["http_options"]["port"] = port
@@ -205,12 +194,6 @@ def _config(port: int) -> dict:
     deployments["Ingress"]["num_replicas"] = 2
     deployments["HeavyModel"]["user_config"]["batch_wait_timeout_s"] = BATCH_WAIT_S
     return config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _print_table(results: dict) -> None:
@@ -236,14 +219,14 @@ def main() -> None:
     args = parser.parse_args()
 
     example = RecordSchema.load(Path("artifacts/schema.json")).example
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     results: dict = {"load": {"posts_per_s": RATE, "records_per_post": BATCH}, "faults": {}}
     try:
         deploy_config(_config(port))
         for name, fault in FAULTS.items():
-            _wait_until_healthy(url)
+            wait_healthy(url, timeout_s=120)
             print(f"-- {name}", flush=True)
             run = asyncio.run(_load(url, example, fault, args.seconds))
             results["faults"][name] = _tally(run)

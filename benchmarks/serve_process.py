@@ -21,7 +21,7 @@ def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[None]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([str(serve), "run", str(config)], stdout=log, stderr=log)
         try:
-            _wait_healthy(url, process, log, timeout_s)
+            wait_healthy(url, timeout_s, process, log)
             yield
         finally:
             # `serve run` ignores SIGINT when backgrounded; SIGTERM stops it and its cluster.
@@ -33,10 +33,13 @@ def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[None]:
                 process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, log, timeout_s: float) -> None:
+def wait_healthy(
+    url: str, timeout_s: float, process: subprocess.Popen | None = None, log=None
+) -> None:
+    """Poll ``/healthz`` until 200; fail early if ``process`` (serving ``url``) exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             log.seek(0)
             raise RuntimeError(f"serve run exited:\n{log.read().decode()[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):

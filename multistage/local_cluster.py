@@ -7,6 +7,7 @@ entry point behind ``serve run``; if a Ray upgrade moves it, this is the one pla
 
 from __future__ import annotations
 
+import socket
 import time
 
 import ray
@@ -51,6 +52,13 @@ def kill(actors: list[ray.actor.ActorHandle]) -> int:
 def kill_replicas(app: str, deployment: str) -> int:
     """SIGKILL every replica of a deployment; how many there were."""
     return kill(replica_actors(app, deployment))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a Serve proxy of our own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _running(apps: set[str]) -> bool:

@@ -15,7 +15,6 @@ applications run side by side:
 """
 
 import copy
-import socket
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from ray import serve
 
 from demo.net import build_model
 from demo.train import train_all
-from multistage.local_cluster import deploy_config
+from multistage.local_cluster import deploy_config, free_port
 from multistage.schema import RecordSchema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +56,7 @@ def schema(artifacts) -> RecordSchema:
 @pytest.fixture(scope="session")
 def service_config(artifacts) -> dict:
     """The Serve config the session deploys (tests that change it must restore it)."""
-    return _test_config(artifacts, _free_port())
+    return _test_config(artifacts, free_port())
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +131,3 @@ def _test_config(artifacts: Path, port: int) -> dict:
 
 def deployment_options(app: dict, name: str) -> dict:
     return next(d for d in app["deployments"] if d["name"] == name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -2,8 +2,8 @@
 
 import asyncio
 
-import httpx
 import pytest
+from support import post_concurrently
 
 from multistage.client import AsyncClient, Client, ServiceError, StageTwoFailed
 
@@ -70,13 +70,8 @@ async def _burst(client: AsyncClient, example: dict) -> list:
 def test_overload_is_503_with_retry_after_and_the_client_retries(serve_url, example):
     base = f"{serve_url}/overloaded"
 
-    async def raw_burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            return await asyncio.gather(
-                *(http.post("/v1/predict", json=example) for _ in range(OVERLOAD_BURST))
-            )
-
-    shed = [r for r in asyncio.run(raw_burst()) if r.status_code == 503]
+    raw_burst = post_concurrently(base, "/v1/predict", example, OVERLOAD_BURST)
+    shed = [r for r in raw_burst if r.status_code == 503]
     assert shed, "a burst against a one-at-a-time stage one shed nothing"
     assert shed[0].headers["retry-after"] == "1"
     assert shed[0].json()["error"] == "overloaded"

@@ -5,20 +5,16 @@ tens of milliseconds, so a burst of submissions leaves seconds of queued stage-t
 work. Stage one must come back while that queue is still full.
 """
 
-import asyncio
 import time
 
-import httpx
+from support import post_concurrently
 
 BURST = 60
 PREFIX = "/saturated"
 
 
-async def _burst(base_url: str, example: dict) -> list[str]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        responses = await asyncio.gather(
-            *(client.post(f"{PREFIX}/v1/predict", json=example) for _ in range(BURST))
-        )
+def _burst(base_url: str, example: dict) -> list[str]:
+    responses = post_concurrently(base_url, f"{PREFIX}/v1/predict", example, BURST)
     assert [r.status_code for r in responses] == [200] * BURST
     # Every submission got a ticket: none gave up waiting on the full heavy queue.
     assert [r.json()["stage_two"]["status"] for r in responses] == ["pending"] * BURST
@@ -26,7 +22,7 @@ async def _burst(base_url: str, example: dict) -> list[str]:
 
 
 def test_stage_one_returns_while_stage_two_is_saturated(http, serve_url, example):
-    tickets = asyncio.run(_burst(serve_url, example))
+    tickets = _burst(serve_url, example)
 
     durations = []
     for _ in range(5):
