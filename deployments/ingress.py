@@ -29,11 +29,13 @@ from multistage.api import (
     BatchResponse,
     ModelInfo,
     ModelsResponse,
+    Prediction,
     PredictResponse,
     StageTwoStatus,
     TicketView,
 )
 from multistage.auth import AuthArgs, load_api_key
+from multistage.coalesce import Backlogged, CallCoalescer
 from multistage.http_app import API_VERSION, build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
@@ -49,6 +51,8 @@ from multistage.sse import HEARTBEAT, event_stream, sse_event
 from multistage.ticket_ids import TicketIds
 
 STAGE_TWO_HEADER = "X-Stage-Two-Status"
+# A call's answer, direct or through a CallCoalescer.
+Pending = asyncio.Future | DeploymentResponse
 logger = logging.getLogger("ray.serve")
 
 
@@ -78,6 +82,18 @@ DEADLINE_QUERY = Query(
 )
 
 
+class Coalescing(BaseModel):
+    """How the ingress merges concurrent requests' calls to stage one and the ticket store."""
+
+    max_in_flight: int = Field(
+        2, gt=0, description="Calls out at once per deployment; past it, requests share calls."
+    )
+    max_items: int = Field(64, gt=0, description="Most requests one call carries.")
+    max_waiting: int = Field(
+        256, gt=0, description="Requests waiting for a call per replica; past it, 503."
+    )
+
+
 class BatchRequest(BaseModel):
     # Items stay raw JSON here: each is validated on its own, so one bad record fails alone.
     records: list[object] = Field(min_length=1)
@@ -95,9 +111,13 @@ class Ingress:
         limits: HttpLimits,
         auth: AuthArgs,
         ticket_secret: bytes,
+        coalescing: Coalescing,
     ) -> None:
         self._tabular = tabular
         self._tickets = tickets
+        bounds = coalescing.max_in_flight, coalescing.max_items, coalescing.max_waiting
+        self._stage_one_calls = CallCoalescer(self._predict_rows, *bounds)
+        self._submissions = CallCoalescer(self._submit_records, *bounds)
         self._models = models
         self._ids = TicketIds(ticket_secret)
         self.limits = limits
@@ -147,7 +167,7 @@ class Ingress:
             records = list(good.values())
             features = np.stack([r.features for r in records])
             stage_one = self._tabular.predict_many.remote(features)
-            submission = self._tickets.submit_many.remote(records, deadline)
+            submission = self._tickets.submit_many.remote(records, [deadline] * len(records))
             predictions = await self._stage_one(stage_one, submission)
             receipts = await self._receipt(submission) or [None] * len(records)
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -213,9 +233,13 @@ class Ingress:
         self, record: Record, request: Request, deadline_s: float | None
     ) -> PredictResponse:
         started = time.perf_counter()
-        # Both calls leave now; only stage one and the store's receipt are awaited.
-        stage_one = self._tabular.predict.remote(record.features)
-        submission = self._tickets.submit.remote(record, self._deadline(deadline_s))
+        # Both calls leave now (or join the next call out); only stage one and the store's
+        # receipt are awaited.
+        try:
+            stage_one = self._stage_one_calls.submit(record.features)
+        except Backlogged:
+            raise Overloaded() from None
+        submission = self._submit(record, self._deadline(deadline_s))
         prediction = await self._stage_one(stage_one, submission)
         prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         receipt = await self._receipt(submission)
@@ -230,7 +254,29 @@ class Ingress:
             return None
         return time.time() + min(deadline_s, self.limits.max_deadline_s)
 
-    async def _stage_one(self, stage_one: DeploymentResponse, submission: DeploymentResponse):
+    def _submit(self, record: Record, deadline: float | None) -> asyncio.Future:
+        try:
+            return self._submissions.submit((record, deadline))
+        except Backlogged:
+            # The store is swamped: no receipt (stage two 'unavailable'); stage one answers.
+            no_receipt = asyncio.get_running_loop().create_future()
+            no_receipt.set_result(None)
+            return no_receipt
+
+    async def _predict_rows(self, rows: list[np.ndarray]) -> list[Prediction]:
+        return await self._tabular.predict_many.remote(np.stack(rows))
+
+    async def _submit_records(self, items: list[tuple[Record, float | None]]) -> list[Receipt]:
+        records, deadlines = zip(*items, strict=True)
+        response = self._tickets.submit_many.remote(list(records), list(deadlines))
+        try:
+            # Bounded, so a store that hangs cannot hold the shared call slot forever.
+            return await asyncio.wait_for(response, timeout=self.limits.submit_timeout_s)
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise
+
+    async def _stage_one(self, stage_one: Pending, submission: Pending):
         try:
             return await stage_one
         except BackPressureError:
@@ -240,7 +286,7 @@ class Ingress:
             submission.cancel()
             raise
 
-    async def _receipt(self, submission: DeploymentResponse):
+    async def _receipt(self, submission: Pending):
         """The store's ticket id(s); None when stage two can't take the work in time."""
         try:
             return await asyncio.wait_for(submission, timeout=self.limits.submit_timeout_s)

@@ -4,12 +4,14 @@ The store, not the ingress, makes the stage-two call, so the call's result is ow
 by this long-lived replica: any ingress replica can resolve any ticket, and a ticket
 outlives the ingress replica that issued it.
 
-``submit`` only records the ticket and queues it. A dispatcher task makes the heavy
-calls, and waiting for a heavy replica to accept one happens in a task per ticket: on
-the request path it made stage one ten times slower with a full heavy queue. The
+``submit_many`` only records the tickets and queues them. A dispatcher task makes the
+heavy calls, each carrying the tickets waiting at the time (up to ``records_per_call``:
+a call's fixed cost, not the model, bounds a small machine), and waiting for a heavy
+replica to accept a call happens in a task per call: on the request path it made stage
+one ten times slower with a full heavy queue. The
 dispatcher is started with the replica, outside any request, because Ray cancels a
 cancelled request's calls recursively, down to calls made by sub-requests that have
-already returned: made inside ``submit``, stage two would die with a client's
+already returned: made inside ``submit_many``, stage two would die with a client's
 disconnect from an event stream.
 
 What a fault costs: a heavy replica's death retries its tickets (``max_attempts``);
@@ -49,6 +51,12 @@ class TicketPolicy(BaseModel):
         100_000, gt=0, description="Most tickets held; past it the oldest finished are released."
     )
     max_attempts: int = Field(3, ge=1, description="Calls per ticket when heavy replicas die.")
+    records_per_call: int = Field(
+        16,
+        ge=1,
+        description="Most tickets one stage-two call carries: under load, waiting tickets "
+        "share calls, whose cost (not the model's) bounds a small machine.",
+    )
     timeout_s: float = Field(300.0, gt=0, description="A ticket unfinished after this fails.")
 
     @model_validator(mode="after")
@@ -82,10 +90,21 @@ class _Ticket:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
-    ref: ray.ObjectRef | None = None  # stage two's result, once a replica took the call
+    # Stage two's outcomes for the call that carried this ticket, once it ended, and which
+    # one is this ticket's.
+    ref: ray.ObjectRef | None = None
+    index: int = 0
     error: str | None = None
-    task: asyncio.Task | None = None  # held: the event loop keeps only weak references
+    call: _Call | None = None  # set once dispatched
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Call:
+    """One stage-two call and the tickets it carries."""
+
+    tickets: list[_Ticket]
+    task: asyncio.Task | None = None  # held: the event loop keeps only weak references
 
 
 @serve.deployment(
@@ -113,15 +132,17 @@ class TicketStore:
         self._dispatcher = asyncio.create_task(self._dispatch())
         self._reaper = asyncio.create_task(self._release_expired_forever())
 
-    async def submit(self, record: Record, deadline: float | None = None) -> Receipt:
-        """Start stage two for ``record``, unless it must not start after ``deadline``."""
-        return self._submit(record, deadline)
-
     async def submit_many(
-        self, records: list[Record], deadline: float | None = None
+        self, records: list[Record], deadlines: list[float | None]
     ) -> list[Receipt]:
-        """One ticket per record; each record joins the heavy model's batches on its own."""
-        return [self._submit(record, deadline) for record in records]
+        """Start stage two for each record, unless it must not start after its deadline.
+
+        One ticket per record; each record joins the heavy model's batches on its own.
+        """
+        return [
+            self._submit(record, deadline)
+            for record, deadline in zip(records, deadlines, strict=True)
+        ]
 
     async def fetch(self, ticket_id: str, wait_s: float = 0.0) -> TicketView | None:
         """The ticket's state, waiting up to ``wait_s`` for it to end; None if never issued."""
@@ -140,11 +161,12 @@ class TicketStore:
         if ticket is None:
             return self._forgotten(ticket_id)
         if ticket.finished_at is None:
-            if ticket.task is None:
+            if ticket.call is None:
                 self._finish(ticket, "canceled", "canceled before stage two started")
             else:
-                ticket.task.cancel()
-                await ticket.done.wait()
+                self._finish(ticket, "canceled", "canceled by the client")
+                if all(t.finished_at is not None for t in ticket.call.tickets):
+                    ticket.call.task.cancel()  # no one is left waiting for this call
         return await self._view(ticket)
 
     async def stats(self) -> StoreStats:
@@ -167,53 +189,70 @@ class TicketStore:
         return Receipt(ticket.id)
 
     async def _dispatch(self) -> None:
+        """Tickets waiting when a call leaves share it, up to ``records_per_call``."""
         while True:
-            ticket = await self._undispatched.get()
-            if ticket.finished_at is None:  # not canceled while it waited here
+            waiting = [await self._undispatched.get()]
+            while len(waiting) < self._policy.records_per_call and not self._undispatched.empty():
+                waiting.append(self._undispatched.get_nowait())
+            call = _Call([t for t in waiting if t.finished_at is None])  # not canceled meanwhile
+            if call.tickets:
                 # Created here, the task (and the calls it makes) belong to no client's request.
-                ticket.task = asyncio.create_task(self._follow(ticket))
+                call.task = asyncio.create_task(self._follow(call))
+                for ticket in call.tickets:
+                    ticket.call = call
 
-    async def _follow(self, ticket: _Ticket) -> None:
-        """Run the ticket's stage two to an end: every ticket finishes, none hangs."""
+    async def _follow(self, call: _Call) -> None:
+        """Run the call's stage two to an end: every ticket finishes, none hangs."""
         status: TicketStatus
         try:
-            timeout_at = ticket.submitted_at + self._policy.timeout_s
-            status, error = await asyncio.wait_for(
-                self._attempt_until_settled(ticket), seconds_left(timeout_at)
-            )
+            timeout_at = call.tickets[0].submitted_at + self._policy.timeout_s
+            await asyncio.wait_for(self._attempt_until_settled(call), seconds_left(timeout_at))
+            return
         except asyncio.TimeoutError:
             status, error = "failed", f"stage two did not end within {self._policy.timeout_s:g} s"
         except asyncio.CancelledError:
             status, error = "canceled", "canceled by the client"
         except Exception as failure:  # noqa: BLE001 - any failure ends the ticket, with its reason
             status, error = "failed", _reason(failure)
-        self._finish(ticket, status, error)
+        self._finish_unfinished(call.tickets, status, error)
 
-    async def _attempt_until_settled(self, ticket: _Ticket) -> tuple[TicketStatus, str | None]:
+    async def _attempt_until_settled(self, call: _Call) -> None:
         """Call stage two, again when a heavy replica dies under the call (not when the model
         fails: that answer would be the same)."""
         for attempt in range(1, self._policy.max_attempts + 1):
-            ticket.attempts = attempt
-            response = self._heavy.predict.remote(ticket.record, ticket.deadline)
+            tickets = [t for t in call.tickets if t.finished_at is None]
+            if not tickets:
+                return
+            for ticket in tickets:
+                ticket.attempts = attempt
+            records = [t.record for t in tickets]
+            response = self._heavy.predict_many.remote(records, [t.deadline for t in tickets])
             try:
-                ticket.ref = await self._accepted(response, ticket.deadline)
-                ticket.status, ticket.started_at = "running", ticket.started_at or time.time()
-                await ticket.ref
-                return "completed", None
+                ref = await self._accepted(response, _latest([t.deadline for t in tickets]))
+                now = time.time()
+                for ticket in tickets:
+                    if ticket.finished_at is None:  # else canceled while the call waited
+                        ticket.status, ticket.started_at = "running", ticket.started_at or now
+                outcomes = await ref
             except asyncio.CancelledError:
                 response.cancel()
                 raise
             except DeadlinePassed as error:
-                return "expired", str(error)
+                self._finish_unfinished(tickets, "expired", str(error))
+                return
             except RayActorError as error:
                 died = _reason(error)
-                ticket.status, ticket.ref = "pending", None
-            except RayTaskError as error:
-                if isinstance(error.cause, DeadlinePassed):
-                    return "expired", str(error.cause)
-                return "failed", _reason(error)
+                for ticket in tickets:
+                    ticket.status = "pending"
+                continue
+            for index, (ticket, outcome) in enumerate(zip(tickets, outcomes, strict=True)):
+                if ticket.finished_at is None:  # else canceled while the call ran
+                    ticket.ref, ticket.index = ref, index
+                    self._finish(ticket, *_ending(outcome))
+            return
         attempts = self._policy.max_attempts
-        return "failed", f"stage two's replica died under each of {attempts} attempts: {died}"
+        error = f"stage two's replica died under each of {attempts} attempts: {died}"
+        self._finish_unfinished(call.tickets, "failed", error)
 
     @staticmethod
     async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray.ObjectRef:
@@ -225,6 +264,13 @@ class TicketStore:
         except asyncio.TimeoutError:
             response.cancel()
             raise DeadlinePassed() from None
+
+    def _finish_unfinished(
+        self, tickets: list[_Ticket], status: TicketStatus, error: str | None
+    ) -> None:
+        for ticket in tickets:
+            if ticket.finished_at is None:
+                self._finish(ticket, status, error)
 
     def _finish(self, ticket: _Ticket, status: TicketStatus, error: str | None) -> None:
         ticket.status, ticket.error = status, error
@@ -247,7 +293,7 @@ class TicketStore:
             error=ticket.error,
         )
         if ticket.status == "completed":
-            prediction: Prediction = await ticket.ref
+            prediction: Prediction = (await ticket.ref)[ticket.index]
             latency_ms = (ticket.finished_at - ticket.submitted_at) * 1000
             view.result = prediction.model_copy(update={"latency_ms": round(latency_ms, 3)})
         return view
@@ -293,6 +339,20 @@ def lost_view(ticket_id: str, issued_at: float, why: str) -> TicketView:
         submitted_at=_utc(issued_at),
         error=f"{why}; stage two's work for this ticket is lost: submit it again",
     )
+
+
+def _ending(outcome: Prediction | Exception) -> tuple[TicketStatus, str | None]:
+    """How a ticket ends, given its record's outcome from the heavy model."""
+    if isinstance(outcome, DeadlinePassed):
+        return "expired", str(outcome)
+    if isinstance(outcome, Exception):
+        return "failed", _reason(outcome)
+    return "completed", None
+
+
+def _latest(deadlines: list[float | None]) -> float | None:
+    """The deadline a shared call must be taken by: the latest, or none if any has none."""
+    return None if None in deadlines else max(deadlines)
 
 
 def _reason(error: Exception) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from ray.serve import Application
 
 from deployments.heavy import HeavyModel, Precision
-from deployments.ingress import HttpLimits, Ingress
+from deployments.ingress import Coalescing, HttpLimits, Ingress
 from deployments.tabular import TabularModel
 from deployments.ticket_store import TicketPolicy, TicketStore
 from multistage.api import ModelInfo
@@ -44,6 +44,9 @@ class HeavyModelArgs(BaseModel):
     weights: Path = Field(Path("artifacts/heavy.pt"), description="A state_dict (torch.save).")
     version: str | None = Field(None, description="Defaults to a hash of the weights file.")
     precision: Precision = "auto"
+    yield_cpu: bool = Field(
+        True, description="On CPU, run stage two at the lowest OS priority, behind stage one."
+    )
 
 
 class AppArgs(BaseModel):
@@ -53,11 +56,33 @@ class AppArgs(BaseModel):
     http: HttpLimits = HttpLimits()
     tickets: TicketPolicy = TicketPolicy()
     auth: AuthArgs = AuthArgs()
+    coalescing: Coalescing = Coalescing()
 
 
 def build_app(args: AppArgs) -> Application:
-    # Relative paths are taken from where the app is built (the project root for `serve run`).
     schema = RecordSchema.load(args.schema_path)
+    tabular, heavy, models = bind_models(args, schema)
+    # Signs ticket ids. Made per build: Serve rebuilds the app only when its args or code
+    # change, and then replaces the ticket store (and its tickets) too.
+    secret = new_secret()
+    tickets = TicketStore.bind(heavy, policy=args.tickets, secret=secret)
+    return Ingress.bind(
+        tabular,
+        tickets,
+        schema=schema,
+        models=models,
+        limits=args.http,
+        auth=args.auth,
+        ticket_secret=secret,
+        coalescing=args.coalescing,
+    )
+
+
+def bind_models(
+    args: AppArgs, schema: RecordSchema
+) -> tuple[Application, Application, dict[str, ModelInfo]]:
+    """Stage one's and stage two's deployments, and what each model is."""
+    # Relative paths are taken from where the app is built (the project root for `serve run`).
     tabular_path = args.tabular.path.resolve()
     weights = args.heavy.weights.resolve()
     models = {
@@ -75,20 +100,9 @@ def build_app(args: AppArgs) -> Application:
         info=models["stage_two"],
         schema=schema,
         precision=args.heavy.precision,
+        yield_cpu=args.heavy.yield_cpu,
     )
     tabular = TabularModel.bind(
         model_path=str(tabular_path), info=models["stage_one"], classes=schema.classes
     )
-    # Signs ticket ids. Made per build: Serve rebuilds the app only when its args or code
-    # change, and then replaces the ticket store (and its tickets) too.
-    secret = new_secret()
-    tickets = TicketStore.bind(heavy, policy=args.tickets, secret=secret)
-    return Ingress.bind(
-        tabular,
-        tickets,
-        schema=schema,
-        models=models,
-        limits=args.http,
-        auth=args.auth,
-        ticket_secret=secret,
-    )
+    return tabular, heavy, models

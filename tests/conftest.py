@@ -119,6 +119,8 @@ def _test_config(artifacts: Path, port: int) -> dict:
     deployment_options(overloaded, "TabularModel").update(
         max_ongoing_requests=1, max_queued_requests=1
     )
+    # One call at a time, one request waiting: the rest of a burst is shed at once.
+    overloaded["args"]["coalescing"] = {"max_in_flight": 1, "max_items": 1, "max_waiting": 1}
     guarded = copy.deepcopy(main)
     guarded.update(name="guarded", route_prefix="/guarded")
     guarded["runtime_env"] = {"env_vars": {"MULTISTAGE_API_KEY": API_KEY}}

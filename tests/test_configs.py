@@ -28,7 +28,10 @@ def test_config_is_valid_and_complete(name):
     assert set(options) == DEPLOYMENTS
     assert options["TicketStore"]["num_replicas"] == 1
     heavy = options["HeavyModel"]
-    assert heavy["max_ongoing_requests"] > heavy["user_config"]["max_batch_size"]
+    # Calls in a replica, times records per call: more than a batch, so one can fill while
+    # another runs.
+    per_call = app["args"]["tickets"]["records_per_call"]
+    assert heavy["max_ongoing_requests"] * per_call > heavy["user_config"]["max_batch_size"]
     assert heavy["autoscaling_config"]["min_replicas"] >= 1
 
 
