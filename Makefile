@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
 
-.PHONY: setup models run test lint bench-latency bench-stream bench-faults clean
+.PHONY: setup models run test lint bench bench-latency bench-stream bench-faults clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: setup models
+	$(BIN)/python -m benchmarks.bench
 
 bench-latency: setup models
 	$(BIN)/python -m benchmarks.stage_one_latency

@@ -46,8 +46,8 @@ def percentiles(values: list[float]) -> dict:
     return {"p50": round(p50, 2), "p90": round(p90, 2), "p99": round(p99, 2)}
 
 
-def write_results(path: Path, results: dict) -> None:
-    """Adds the machine, writes ``path`` as JSON, and prints it."""
+def write_results(path: Path, results: dict, echo: bool = True) -> None:
+    """Adds the machine, writes ``path`` as JSON, and prints it (unless not ``echo``)."""
     results["machine"] = {
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
@@ -56,4 +56,5 @@ def write_results(path: Path, results: dict) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    if echo:
+        print(json.dumps(results, indent=2))

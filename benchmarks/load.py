@@ -1,0 +1,96 @@
+"""One headless locust run of ``loadtests/locustfile.py``, read back as figures.
+
+Locust runs as a child process (gevent wants a process of its own); its CSVs are
+parsed here, and its CPU use is taken from the kernel's accounting of the child.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
+STEP_SHAPE = LOCUSTFILE.with_name("step_shape.py")
+STAGE_TWO = ("STAGE2", "time_to_result")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    user: str
+    users: int
+    offered_rps: float
+    achieved_rps: float
+    requests: int
+    failures: int
+    p50_ms: float
+    p99_ms: float
+    stage_two_p99_ms: float | None
+    stage_two_failures: int
+    load_generator_cpu: float  # CPU cores the load generator used, on average
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failures / self.requests if self.requests else 1.0
+
+
+def run_locust(
+    url: str,
+    user: str,
+    users: int,
+    seconds: float,
+    rate: float = 10.0,
+    path: str = "/v1/predict",
+    history_csv: Path | None = None,
+    shape: list[str] | None = None,
+) -> LoadResult:
+    """``users`` users of class ``user`` for ``seconds``, all started at once; or, given
+    ``shape`` (step options), as many as ``loadtests/step_shape.py`` says."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "run"
+        command = [
+            sys.executable, "-m", "locust", "--host", url,
+            "-f", ",".join(map(str, [LOCUSTFILE] + ([STEP_SHAPE] if shape else []))),
+            "--headless", "--only-summary", "-u", str(users), "-r", str(users),
+            "-t", f"{seconds:g}s", "--stop-timeout", "15", "--csv", str(prefix),
+            "--stream-rate", f"{rate:g}", "--predict-path", path, "--exit-code-on-error", "0",
+            *(["--csv-full-history"] if history_csv else []), *(shape or []), user,
+        ]  # fmt: skip
+        log = Path(tmp) / "locust.log"
+        started = time.monotonic()
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            # wait4, not wait: it also says how much CPU the load generator used.
+            _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        if (code := os.waitstatus_to_exitcode(status)) != 0:
+            raise RuntimeError(f"locust exited {code}:\n{log.read_text()[-3000:]}")
+        rows = {(r["Type"], r["Name"]): r for r in _csv(Path(f"{prefix}_stats.csv"))}
+        if history_csv:
+            history_csv.parent.mkdir(parents=True, exist_ok=True)
+            history_csv.write_bytes(Path(f"{prefix}_stats_history.csv").read_bytes())
+    post = rows[("POST", f"POST {path}")]
+    stage_two = rows.get(STAGE_TWO)
+    return LoadResult(
+        user=user,
+        users=users,
+        offered_rps=users * rate,
+        achieved_rps=round(float(post["Requests/s"]), 1),
+        requests=int(post["Request Count"]),
+        failures=int(post["Failure Count"]),
+        p50_ms=float(post["50%"]),
+        p99_ms=float(post["99%"]),
+        stage_two_p99_ms=float(stage_two["99%"]) if stage_two else None,
+        stage_two_failures=int(stage_two["Failure Count"]) if stage_two else 0,
+        load_generator_cpu=round((usage.ru_utime + usage.ru_stime) / wall, 2),
+    )
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,51 @@
+"""The benchmark's PNG plots: latency against offered load, and autoscaling over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+from benchmarks.load import LoadResult  # noqa: E402
+
+
+def latency_vs_load(series: dict[str, list[LoadResult]], bound_ms: float, out: Path) -> None:
+    """Stage one's p50 and p99 at each offered load the bound search tried."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for index, (name, trials) in enumerate(series.items()):
+        color = f"C{index}"
+        trials = sorted(trials, key=lambda t: t.offered_rps)
+        load = [t.offered_rps for t in trials]
+        axes.plot(load, [t.p99_ms for t in trials], "o-", color=color, label=f"{name} p99")
+        axes.plot(load, [t.p50_ms for t in trials], "x--", color=color, label=f"{name} p50")
+    axes.axhline(bound_ms, color="tab:red", linestyle=":", label=f"bound {bound_ms:g} ms")
+    axes.set(xlabel="offered load (requests/s, open loop)", ylabel="latency (ms)", yscale="log")
+    axes.set_title("Stage one latency vs offered load")
+    axes.legend(fontsize=8)
+    _save(figure, out)
+
+
+def autoscaling(timeline: list[dict], out: Path) -> None:
+    """Heavy replicas, users and latencies against time, from the autoscaling run."""
+    seconds = [point["t"] for point in timeline]
+    figure, (replicas, latency) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    replicas.step(seconds, [p["heavy_replicas"] for p in timeline], where="post", label="heavy")
+    replicas.plot(seconds, [p["users"] for p in timeline], color="tab:gray", label="streams")
+    replicas.set(ylabel="replicas / streams")
+    replicas.legend(fontsize=8)
+    for key, label in [("p99_ms", "stage one p99"), ("stage_two_p99_ms", "stage two p99")]:
+        latency.plot(seconds, [p.get(key) for p in timeline], label=label)
+    latency.set(xlabel="seconds", ylabel="latency (ms)", yscale="log")
+    latency.legend(fontsize=8)
+    figure.suptitle("Autoscaling under a step load")
+    _save(figure, out)
+
+
+def _save(figure, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,212 @@
+"""Locust users that behave like the service's clients, with records of known labels.
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000            # web UI
+    locust -f loadtests/locustfile.py --host URL --headless -u 20 -r 5 -t 60s \\
+        --csv results/locust --html results/locust.html StreamUser
+    locust -f loadtests/locustfile.py,loadtests/step_shape.py --host URL --headless ...
+
+Users (pick by class name; all by default):
+
+- ``InteractiveUser``: posts a record, long-polls stage two's result, thinks, repeats.
+- ``StreamUser``: one camera or sensor feed, ``--stream-rate`` records per second
+  whatever the answers do; each result is fetched in the background. The number of
+  these users is the number of streams.
+- ``RateUser``: posts at ``--stream-rate`` and never fetches stage two: N of them
+  offer N x rate requests/s of open-loop load, as long as a request takes less than
+  1/rate s, the latency bound the benchmark searches under.
+
+Stage two's time-to-result (POST sent to result in hand) is reported as its own
+entry, ``STAGE2 time_to_result``, beside the HTTP requests. At the end the run
+prints a scorecard: stage one's and stage two's accuracy against the known labels,
+and how often stage two revised stage one (``--scorecard FILE`` writes it as JSON).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import gevent
+from locust import FastHttpUser, between, constant_throughput, events, task
+from locust.runners import WorkerRunner
+
+from demo.data import CLASSES, generate
+
+PREDICT = "/v1/predict"
+UNFINISHED = ("pending", "running")
+POLL_WAIT_S = 10
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--stream-rate", type=float, default=10.0, help="Records/s per stream.")
+    parser.add_argument("--predict-path", default=PREDICT, help="Where records are posted.")
+    parser.add_argument("--scorecard", default="", help="Write the scorecard JSON here.")
+    parser.add_argument("--records", type=int, default=512, help="Distinct records to send.")
+
+
+@dataclass
+class Scorecard:
+    """Counts over the run; merged across locust worker processes."""
+
+    stage_one_answers: int = 0
+    stage_one_correct: int = 0
+    stage_two_results: int = 0
+    stage_two_correct: int = 0
+    revised: int = 0  # stage two's label differs from stage one's
+    stage_two_failed: int = 0
+
+    def add(self, other: dict) -> None:
+        for name in other:
+            setattr(self, name, getattr(self, name) + other[name])
+
+    def summary(self) -> dict:
+        def share(part: int, whole: int) -> float | None:
+            return round(part / whole, 4) if whole else None
+
+        return asdict(self) | {
+            "stage_one_accuracy": share(self.stage_one_correct, self.stage_one_answers),
+            "stage_two_accuracy": share(self.stage_two_correct, self.stage_two_results),
+            "revision_rate": share(self.revised, self.stage_two_results),
+        }
+
+
+SCORE = Scorecard()
+_records: itertools.cycle | None = None
+
+
+@events.init.add_listener
+def _load_records(environment, **_) -> None:
+    global _records
+    records = environment.parsed_options.records if environment.parsed_options else 512
+    data = generate(records, seed=2024)  # not the training seed: records the models never saw
+    _records = itertools.cycle(
+        [(data.record(i), CLASSES[label]) for i, label in enumerate(data.labels)]
+    )
+
+
+class ServiceUser(FastHttpUser):
+    abstract = True
+    # Long-polls from one user overlap: a stream fetches each result in the background.
+    concurrency = 64
+
+    def post_record(self) -> tuple[dict, str, float] | None:
+        """Post the next record: (the answer, its true label, when it was sent) or None."""
+        body, label = next(_records)
+        sent = time.perf_counter()
+        path = self.environment.parsed_options.predict_path
+        with self.client.post(path, json=body, name=f"POST {path}", catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+                return None
+            answer = r.json()
+        if "stage_one" not in answer:  # a baseline that answers no stages
+            return None
+        SCORE.stage_one_answers += 1
+        SCORE.stage_one_correct += answer["stage_one"]["label"] == label
+        return answer, label, sent
+
+    def follow_stage_two(self, answer: dict, label: str, sent: float) -> None:
+        """Long-poll the ticket to its end; report time-to-result and score it."""
+        url = answer["stage_two"].get("url")
+        if url is None:
+            self._stage_two_failed(sent, f"no ticket: {answer['stage_two']['status']}")
+            return
+        while True:
+            with self.client.get(
+                url,
+                params={"wait": POLL_WAIT_S},
+                name="GET /v1/predictions/{id}?wait",
+                catch_response=True,
+            ) as r:
+                if r.status_code not in (200, 202):
+                    r.failure(f"{r.status_code}: {r.text[:200]}")
+                    self._stage_two_failed(sent, f"HTTP {r.status_code}")
+                    return
+                view = r.json()
+            if view["status"] not in UNFINISHED:
+                break
+        if view["status"] != "completed":
+            self._stage_two_failed(sent, f"{view['status']}: {view.get('error')}")
+            return
+        _fire_time_to_result(self.environment, sent, None)
+        SCORE.stage_two_results += 1
+        SCORE.stage_two_correct += view["result"]["label"] == label
+        SCORE.revised += view["result"]["label"] != answer["stage_one"]["label"]
+
+    def _stage_two_failed(self, sent: float, reason: str) -> None:
+        SCORE.stage_two_failed += 1
+        _fire_time_to_result(self.environment, sent, RuntimeError(reason))
+
+
+class InteractiveUser(ServiceUser):
+    """A person at an app: submits, waits for the better answer, reads it, submits again."""
+
+    wait_time = between(0.5, 2.0)
+
+    @task
+    def predict_and_wait(self) -> None:
+        posted = self.post_record()
+        if posted is not None:
+            self.follow_stage_two(*posted)
+
+
+class StreamUser(ServiceUser):
+    """One feed at a fixed rate; results are fetched without holding up the next record."""
+
+    def wait_time(self) -> float:
+        return constant_throughput(self.environment.parsed_options.stream_rate)(self)
+
+    @task
+    def frame(self) -> None:
+        posted = self.post_record()
+        if posted is not None:
+            gevent.spawn(self.follow_stage_two, *posted)
+
+
+class RateUser(ServiceUser):
+    """Open-loop stage-one load: posts at a fixed rate, never fetches stage two."""
+
+    def wait_time(self) -> float:
+        return constant_throughput(self.environment.parsed_options.stream_rate)(self)
+
+    @task
+    def post(self) -> None:
+        self.post_record()
+
+
+def _fire_time_to_result(environment, sent: float, exception: Exception | None) -> None:
+    environment.events.request.fire(
+        request_type="STAGE2",
+        name="time_to_result",
+        response_time=(time.perf_counter() - sent) * 1000,
+        response_length=0,
+        exception=exception,
+        context={},
+    )
+
+
+@events.report_to_master.add_listener
+def _send_scorecard(client_id, data: dict) -> None:
+    data["scorecard"] = asdict(SCORE)
+    for field in fields(SCORE):
+        setattr(SCORE, field.name, 0)  # each report carries only what is new
+
+
+@events.worker_report.add_listener
+def _merge_scorecard(client_id, data: dict) -> None:
+    SCORE.add(data.get("scorecard", {}))
+
+
+@events.quitting.add_listener
+def _report_scorecard(environment, **_) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master reports for everyone
+    summary = SCORE.summary()
+    print("scorecard:", json.dumps(summary))
+    if path := environment.parsed_options.scorecard:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(summary, indent=2))
