@@ -11,6 +11,7 @@ plots; stops everything it started. Parts:
 2. isolation: stage one's p99 with stage two idle vs saturated;
 3. batching: stage two's throughput with dynamic batching vs ``max_batch_size=1``;
 4. payoff: stage one's p50 vs a single-stage endpoint that awaits both models;
+   (cpu: CPU milliseconds per request by process, stage one's path vs the no-op app's;)
 5. latency-bounded throughput (locust, open loop) for requests/s and 10/s streams;
 6. autoscaling: heavy replicas under a step load of streams, and after it.
 """
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,16 +38,21 @@ from ray import serve
 
 from benchmarks import plots
 from benchmarks.bound import Bound, highest_held
+from benchmarks.cpu_split import cpu_ms_per_request
 from benchmarks.load import LoadResult, run_locust
 from benchmarks.report import percentiles, write_results
 from benchmarks.serve_process import wait_healthy
 from multistage.local_cluster import deploy_config, free_port
+from multistage.records import RecordParser
+from multistage.schema import RecordSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "multistage"
 BOUND = Bound(p99_ms=100.0)
 STREAM_BOUND = Bound(p99_ms=100.0, stage_two_p99_ms=2000.0)
 STREAM_RATE = 10.0
+RATE_USER_RATE = 5.0  # requests/s per RateUser: the search's step; 1/rate stays above the bound
+BACKLOG = 256  # unfinished tickets that keep stage two saturated: 4x what a replica holds
 
 
 def bench_config(port: int) -> dict:
@@ -55,11 +61,12 @@ def bench_config(port: int) -> dict:
     config["http_options"]["port"] = port
     (app,) = config["applications"]
     heavy = next(d for d in app["deployments"] if d["name"] == "HeavyModel")
-    # Quick to scale, and at a queue a CPU replica reaches under this machine's load.
+    # Quick to scale, and at a queue a CPU replica reaches under this machine's load
+    # (a call carries many tickets: one call queued behind another is a backlog).
     heavy["autoscaling_config"] |= {
         "upscale_delay_s": 2,
         "downscale_delay_s": 8,
-        "target_ongoing_requests": 4,
+        "target_ongoing_requests": 1,
     }
     shared = {key: app[key] for key in ("logging_config", "runtime_env")}
     config["applications"] += [
@@ -134,12 +141,31 @@ def overhead_and_payoff(url: str, bare: str, example: dict, requests: int) -> di
     }
 
 
+def cpu_split(url: str, example: dict, requests: int) -> dict:
+    """CPU per request by process: stage one's path against the no-op app's."""
+    print("cpu: CPU milliseconds per sequential request, by process", flush=True)
+
+    def run(target: str) -> Callable[[], int]:
+        def post_all() -> int:
+            with httpx.Client(timeout=30) as client:
+                for _ in range(requests):
+                    client.post(target, json=example).raise_for_status()
+            return requests
+
+        return post_all
+
+    return {
+        name: cpu_ms_per_request(run(target))
+        for name, target in [("stage_one", f"{url}/v1/predict"), ("noop_serve", f"{url}/noop")]
+    }
+
+
 def isolation(url: str, example: dict, requests: int) -> dict:
     """Stage one's latency idle, then while batches keep stage two's queue full."""
     print("2. isolation: stage one with stage two idle, then saturated", flush=True)
     idle = sequential({"idle": f"{url}/v1/predict"}, example, requests)["idle"]
     stop = threading.Event()
-    flooder = threading.Thread(target=_flood_stage_two, args=(url, example, stop), daemon=True)
+    flooder = threading.Thread(target=_flood_stage_two, args=(example, stop), daemon=True)
     flooder.start()
     time.sleep(3)  # let the queue fill
     backlog_before = _unfinished()
@@ -156,11 +182,20 @@ def isolation(url: str, example: dict, requests: int) -> dict:
     }
 
 
-def _flood_stage_two(url: str, example: dict, stop: threading.Event) -> None:
-    """Batches of 64 records back to back: the store stays at its unfinished-ticket limit."""
-    with httpx.Client(timeout=60) as client:
-        while not stop.is_set():
-            client.post(f"{url}/v1/predict/batch", json={"records": [example] * 64})
+def _flood_stage_two(example: dict, stop: threading.Event) -> None:
+    """Keep at least BACKLOG tickets unfinished: every heavy replica busy, more queued.
+
+    Submitted straight to the ticket store, topped up rather than flooded: the ingress
+    then serves only the measured requests, so any slowdown is stage two's doing.
+    """
+    schema = RecordSchema.load(ROOT / "artifacts" / "schema.json")
+    records = [RecordParser(schema).parse(json.dumps(example).encode())] * 64
+    store = serve.get_deployment_handle("TicketStore", APP)
+    while not stop.is_set():
+        if _unfinished() < BACKLOG:
+            store.submit_many.remote(records, [None] * len(records)).result()
+        else:
+            time.sleep(0.05)
 
 
 def _unfinished() -> int:
@@ -203,7 +238,7 @@ def _stage_two_throughput(url: str, example: dict, records: int) -> float:
             answer = client.post(f"{url}/v1/predict/batch", json={"records": [example] * 64})
             tickets += [item["ticket"] for item in answer.raise_for_status().json()["results"]]
         while _unfinished():
-            time.sleep(0.02)
+            time.sleep(0.2)  # each poll costs CPU that stage two would otherwise get
         elapsed = time.monotonic() - started
         # Reading results is not part of the throughput; checking a sample of them is.
         ended = {client.get(f"{url}/v1/predictions/{t}").json()["status"] for t in tickets[::16]}
@@ -213,18 +248,19 @@ def _stage_two_throughput(url: str, example: dict, records: int) -> float:
 
 
 def bounded_throughput(url: str, seconds: float) -> dict:
-    print("5. latency-bounded throughput (open loop, 10/s per locust user)", flush=True)
+    print("5. latency-bounded throughput (open loop: locust users at a fixed rate)", flush=True)
     series: dict[str, list[LoadResult]] = {}
     held = {}
-    for name, user, path, bound in [
-        ("noop_serve", "RateUser", "/noop", BOUND),
-        ("stage_one", "RateUser", "/v1/predict", BOUND),
-        ("streams", "StreamUser", "/v1/predict", STREAM_BOUND),
+    for name, user, rate, path, bound in [
+        ("noop_serve", "RateUser", RATE_USER_RATE, "/noop", BOUND),
+        ("stage_one", "RateUser", RATE_USER_RATE, "/v1/predict", BOUND),
+        ("naive_single_stage", "RateUser", RATE_USER_RATE, "/naive", BOUND),
+        ("streams", "StreamUser", STREAM_RATE, "/v1/predict", STREAM_BOUND),
     ]:
         print(f"  {name}:", flush=True)
 
-        def trial(users: int, user=user, path=path) -> LoadResult:
-            result = run_locust(url, user, users, seconds, rate=STREAM_RATE, path=path)
+        def trial(users: int, user=user, rate=rate, path=path) -> LoadResult:
+            result = run_locust(url, user, users, seconds, rate=rate, path=path)
             _drain(url)  # each trial starts with stage two idle
             return result
 
@@ -232,12 +268,12 @@ def bounded_throughput(url: str, seconds: float) -> dict:
         series[name] = trials
         held[name] = {
             "users": users,
-            "requests_per_s": users * STREAM_RATE,
+            "requests_per_s": users * rate,
             "trials": [t.__dict__ for t in trials],
             "load_generator_cpu_max": max(t.load_generator_cpu for t in trials),
         }
     plots.latency_vs_load(
-        {k: series[k] for k in ("stage_one", "noop_serve")},
+        {k: series[k] for k in ("stage_one", "noop_serve", "naive_single_stage")},
         BOUND.p99_ms,
         ROOT / "results" / "latency_vs_load.png",
     )
@@ -357,13 +393,14 @@ def table(results: dict) -> str:
         )
     if t := results.get("throughput"):
         held = t["held"]
+        for name, label in [
+            ("stage_one", "stage one"),
+            ("noop_serve", "no-op Serve"),
+            ("naive_single_stage", "naive single-stage"),
+        ]:
+            rate = f"{held[name]['requests_per_s']:g} req/s"
+            rows.append((f"Bounded throughput: {label}", rate, ""))
         rows += [
-            ("Bounded throughput: stage one", f"{held['stage_one']['requests_per_s']:g} req/s", ""),
-            (
-                "Bounded throughput: no-op Serve",
-                f"{held['noop_serve']['requests_per_s']:g} req/s",
-                "",
-            ),
             (
                 "Bounded throughput: stage one / no-op",
                 f"{t['stage_one_vs_noop_serve']}x",
@@ -387,13 +424,15 @@ def _p50_p99(figures: dict) -> str:
     return f"{figures['p50']} / {figures['p99']} ms"
 
 
-PARTS = ("overhead", "isolation", "batching", "throughput", "autoscaling")
+PARTS = ("overhead", "cpu", "isolation", "batching", "throughput", "autoscaling")
 
 
 def _run_part(part: str, url: str, config: dict, example: dict, args, results: dict) -> dict:
     if part == "overhead":
         with bare_starlette() as bare:
             return overhead_and_payoff(url, bare, example, args.requests)
+    if part == "cpu":
+        return cpu_split(url, example, args.requests)
     if part == "isolation":
         return isolation(url, example, args.requests)
     if part == "batching":
@@ -402,7 +441,8 @@ def _run_part(part: str, url: str, config: dict, example: dict, args, results: d
         return bounded_throughput(url, args.trial_seconds)
     if part == "autoscaling":
         held = results.get("throughput", {}).get("held", {}).get("streams", {}).get("users", 0)
-        return autoscaling(url, streams=max(3, held), step_seconds=20)
+        # Up to twice the streams held under the bound: enough to queue stage two.
+        return autoscaling(url, streams=max(3, 2 * held), step_seconds=20)
     raise SystemExit(f"unknown part {part!r}; parts: {', '.join(PARTS)}")
 
 

@@ -33,7 +33,7 @@ def autoscaling(timeline: list[dict], out: Path) -> None:
     seconds = [point["t"] for point in timeline]
     figure, (replicas, latency) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
     replicas.step(seconds, [p["heavy_replicas"] for p in timeline], where="post", label="heavy")
-    replicas.plot(seconds, [p["users"] for p in timeline], color="tab:gray", label="streams")
+    replicas.plot(seconds, [p.get("users") for p in timeline], color="tab:gray", label="streams")
     replicas.set(ylabel="replicas / streams")
     replicas.legend(fontsize=8)
     for key, label in [("p99_ms", "stage one p99"), ("stage_two_p99_ms", "stage two p99")]:

@@ -160,11 +160,12 @@ def _cpu_threads() -> int:
 def _lowest_cpu_priority() -> None:
     """Every thread of this process, and those it starts later, at nice 19.
 
-    Sharing CPUs with stage one, stage two must take only what stage one leaves: on
-    two cores, at equal priority, its batches doubled stage one's p99. Linux keeps
-    niceness per thread, and new threads inherit their creator's.
+    Sharing CPUs with stage one, stage two should take what stage one leaves. Nice 19,
+    not SCHED_IDLE: idle priority starved stage two of Ray's own background work too,
+    and halved its throughput on 2 cores. Linux keeps niceness per thread, and new
+    threads inherit their creator's.
     """
-    threads = Path("/proc/self/task")  # Linux; elsewhere niceness is per process (id 0)
+    threads = Path("/proc/self/task")  # Linux; elsewhere, id 0: the whole process
     for thread_id in [int(t.name) for t in threads.iterdir()] if threads.is_dir() else [0]:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.setpriority(os.PRIO_PROCESS, thread_id, 19)

@@ -86,7 +86,7 @@ class Coalescing(BaseModel):
     """How the ingress merges concurrent requests' calls to stage one and the ticket store."""
 
     max_in_flight: int = Field(
-        2, gt=0, description="Calls out at once per deployment; past it, requests share calls."
+        1, gt=0, description="Calls out at once per deployment; past it, requests share calls."
     )
     max_items: int = Field(64, gt=0, description="Most requests one call carries.")
     max_waiting: int = Field(

@@ -51,6 +51,12 @@ class TicketPolicy(BaseModel):
         100_000, gt=0, description="Most tickets held; past it the oldest finished are released."
     )
     max_attempts: int = Field(3, ge=1, description="Calls per ticket when heavy replicas die.")
+    dispatch_wait_s: float = Field(
+        0.0,
+        ge=0,
+        description="How long a ticket waits for others to share its stage-two call: "
+        "milliseconds of stage-two latency for less CPU per ticket under load.",
+    )
     records_per_call: int = Field(
         16,
         ge=1,
@@ -192,6 +198,8 @@ class TicketStore:
         """Tickets waiting when a call leaves share it, up to ``records_per_call``."""
         while True:
             waiting = [await self._undispatched.get()]
+            if self._policy.dispatch_wait_s:
+                await asyncio.sleep(self._policy.dispatch_wait_s)
             while len(waiting) < self._policy.records_per_call and not self._undispatched.empty():
                 waiting.append(self._undispatched.get_nowait())
             call = _Call([t for t in waiting if t.finished_at is None])  # not canceled meanwhile
