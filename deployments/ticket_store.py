@@ -198,7 +198,9 @@ class TicketStore:
         """Tickets waiting when a call leaves share it, up to ``records_per_call``."""
         while True:
             waiting = [await self._undispatched.get()]
-            if self._policy.dispatch_wait_s:
+            if self._undispatched.qsize() + 1 < self._policy.records_per_call:
+                # Not a full call yet: let others join. A full one leaves at once, so the
+                # wait never caps throughput.
                 await asyncio.sleep(self._policy.dispatch_wait_s)
             while len(waiting) < self._policy.records_per_call and not self._undispatched.empty():
                 waiting.append(self._undispatched.get_nowait())

@@ -6,7 +6,7 @@ applications run side by side:
 
 - ``multistage`` at ``/``: the local config with two ingress replicas;
 - ``saturated`` at ``/saturated``: the same graph with a deliberately heavy stage
-  two (a wide network, one photo at a time), to fill its queue, a half-second
+  two (a wide network, one photo per call and per pass), to fill its queue, a half-second
   event-stream heartbeat, and admission control at ``SATURATED_MAX_UNFINISHED``;
 - ``overloaded`` at ``/overloaded``: stage one takes one request at a time with a
   queue of one, so a burst of requests is shed with 503s;
@@ -112,6 +112,8 @@ def _test_config(artifacts: Path, port: int) -> dict:
     )
     saturated["args"]["http"]["heartbeat_s"] = 0.5
     saturated["args"]["tickets"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
+    # One record per call too: shared calls would drain a test's backlog too fast.
+    saturated["args"]["tickets"]["records_per_call"] = 1
 
     overloaded = copy.deepcopy(main)
     overloaded.update(name="overloaded", route_prefix="/overloaded")
