@@ -226,7 +226,7 @@ def batching(url: str, config: dict, example: dict, records: int) -> dict:
         if batch_size:
             heavy["user_config"] = heavy["user_config"] | {"max_batch_size": batch_size}
         if per_call:
-            _app_args(changed)["tickets"]["records_per_call"] = per_call
+            _app(changed)["args"]["tickets"]["records_per_call"] = per_call
             # One record per call needs many calls in flight, as before calls were shared.
             heavy["max_ongoing_requests"] = 32
         deploy_config(changed)
@@ -358,14 +358,13 @@ def _merge_latency(timeline: list[dict], history: Path, started: float) -> None:
                     point["users"] = int(row["User Count"])
 
 
-def _app_args(config: dict) -> dict:
+def _app(config: dict) -> dict:
     (app,) = [a for a in config["applications"] if a["name"] == APP]
-    return app["args"]
+    return app
 
 
 def _deployment(config: dict, name: str) -> dict:
-    (app,) = [a for a in config["applications"] if a["name"] == APP]
-    return next(d for d in app["deployments"] if d["name"] == name)
+    return next(d for d in _app(config)["deployments"] if d["name"] == name)
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -34,9 +34,9 @@ from locust import FastHttpUser, between, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
 from demo.data import CLASSES, generate
+from multistage.api import UNFINISHED
 
 PREDICT = "/v1/predict"
-UNFINISHED = ("pending", "running")
 POLL_WAIT_S = 10
 
 
