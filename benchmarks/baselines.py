@@ -75,7 +75,12 @@ def bare_starlette(model_path: str, schema_path: str) -> Starlette:
         (probabilities,) = xgboost_probabilities(booster, record.features[None, :])
         return JSONResponse({"scores": np.round(probabilities, 6).tolist()})
 
-    return Starlette(routes=[Route("/v1/predict", predict, methods=["POST"])])
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[Route("/v1/predict", predict, methods=["POST"]), Route("/healthz", healthz)]
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import copy
 import csv
+import functools
 import json
 import signal
 import subprocess
@@ -35,6 +36,7 @@ import httpx
 import ray
 import yaml
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from benchmarks import plots
 from benchmarks.bound import Bound, highest_held
@@ -91,12 +93,7 @@ def bare_starlette() -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.baselines", *args], cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(url, timeout=1)
-                break
-            time.sleep(0.5)
+        wait_healthy(url, 60)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -115,11 +112,18 @@ def sequential(targets: dict[str, str], example: dict, requests: int) -> dict[st
                 client.post(url, json=example).raise_for_status()
         for _ in range(10):
             for name, url in targets.items():
-                for _ in range(requests // 10):
-                    started = time.perf_counter()
-                    client.post(url, json=example).raise_for_status()
-                    samples[name].append((time.perf_counter() - started) * 1000)
+                samples[name] += _timed_posts(client, url, example, requests // 10)
     return {name: percentiles(values) for name, values in samples.items()}
+
+
+def _timed_posts(client: httpx.Client, url: str, example: dict, count: int) -> list[float]:
+    """Milliseconds each of ``count`` sequential POSTs took."""
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        client.post(url, json=example).raise_for_status()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
 
 
 def overhead_and_payoff(url: str, bare: str, example: dict, requests: int) -> dict:
@@ -148,9 +152,7 @@ def cpu_split(url: str, example: dict, requests: int) -> dict:
     def run(target: str) -> Callable[[], int]:
         def post_all() -> int:
             with httpx.Client(timeout=30) as client:
-                for _ in range(requests):
-                    client.post(target, json=example).raise_for_status()
-            return requests
+                return len(_timed_posts(client, target, example, requests))
 
         return post_all
 
@@ -190,17 +192,21 @@ def _flood_stage_two(example: dict, stop: threading.Event) -> None:
     """
     schema = RecordSchema.load(ROOT / "artifacts" / "schema.json")
     records = [RecordParser(schema).parse(json.dumps(example).encode())] * 64
-    store = serve.get_deployment_handle("TicketStore", APP)
     while not stop.is_set():
         if _unfinished() < BACKLOG:
-            store.submit_many.remote(records, [None] * len(records)).result()
+            _store().submit_many.remote(records, [None] * len(records)).result()
         else:
             time.sleep(0.05)
 
 
+@functools.cache
+def _store() -> DeploymentHandle:
+    """One handle for every poll: each new handle sets up its own routing."""
+    return serve.get_deployment_handle("TicketStore", APP)
+
+
 def _unfinished() -> int:
-    store = serve.get_deployment_handle("TicketStore", APP)
-    return store.stats.remote().result().unfinished
+    return _store().stats.remote().result().unfinished
 
 
 def _drain(url: str, timeout_s: float = 120) -> None:

@@ -161,9 +161,8 @@ def _lowest_cpu_priority() -> None:
     """Every thread of this process, and those it starts later, at nice 19.
 
     Sharing CPUs with stage one, stage two should take what stage one leaves. Nice 19,
-    not SCHED_IDLE: idle priority starved stage two of Ray's own background work too,
-    and halved its throughput on 2 cores. Linux keeps niceness per thread, and new
-    threads inherit their creator's.
+    not SCHED_IDLE: at idle priority stage two's throughput fell by more than half on
+    2 cores. Linux keeps niceness per thread, and new threads inherit their creator's.
     """
     threads = Path("/proc/self/task")  # Linux; elsewhere, id 0: the whole process
     for thread_id in [int(t.name) for t in threads.iterdir()] if threads.is_dir() else [0]:
