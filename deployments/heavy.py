@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from multistage.records import Record
 from multistage.schema import RecordSchema
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+logger = logging.getLogger("ray.serve")
 
 
 class NonFiniteOutput(ValueError):
@@ -85,13 +87,27 @@ class HeavyModel:
         return outcome
 
     async def predict_many(
-        self, records: list[Record], deadlines: list[float | None]
+        self,
+        records: list[Record],
+        deadlines: list[float | None],
+        tickets: list[str] | None = None,
     ) -> list[Prediction | Exception]:
         """Stage two for many records in one call: each outcome a prediction or its failure.
 
         The records join the replica's batches one by one, with those of other calls.
+        ``tickets`` name the records in this replica's logs.
         """
-        return list(await asyncio.gather(*map(self._predict_batched, records, deadlines)))
+        started = time.perf_counter()
+        outcomes = list(await asyncio.gather(*map(self._predict_batched, records, deadlines)))
+        logger.info(
+            "stage two call done",
+            extra={
+                "tickets": tickets,
+                "failed": sum(isinstance(o, Exception) for o in outcomes),
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+        return outcomes
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _predict_batched(

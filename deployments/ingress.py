@@ -45,6 +45,7 @@ from multistage.http_errors import (
     error_response,
     invalid_record_body,
 )
+from multistage.metrics import IngressMetrics
 from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
@@ -118,6 +119,8 @@ class Ingress:
         bounds = coalescing.max_in_flight, coalescing.max_items, coalescing.max_waiting
         self._stage_one_calls = CallCoalescer(self._predict_rows, *bounds)
         self._submissions = CallCoalescer(self._submit_records, *bounds)
+        self._stage_one_labels = CallCoalescer(self._send_stage_one_labels, *bounds)
+        self._metrics = IngressMetrics()
         self._models = models
         self._ids = TicketIds(ticket_secret)
         self.limits = limits
@@ -169,10 +172,12 @@ class Ingress:
             stage_one = self._tabular.predict_many.remote(features)
             submission = self._tickets.submit_many.remote(records, [deadline] * len(records))
             predictions = await self._stage_one(stage_one, submission)
-            receipts = await self._receipt(submission) or [None] * len(records)
             latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            self._metrics.stage_one_answered(latency_ms)
+            receipts = await self._receipt(submission) or [None] * len(records)
             for index, prediction, receipt in zip(good, predictions, receipts, strict=True):
                 prediction.latency_ms = latency_ms
+                self._issued(receipt, prediction)
                 results.append(
                     BatchItem(
                         index=index,
@@ -238,11 +243,13 @@ class Ingress:
         try:
             stage_one = self._stage_one_calls.submit(record.features)
         except Backlogged:
-            raise Overloaded() from None
+            raise self._overloaded() from None
         submission = self._submit(record, self._deadline(deadline_s))
         prediction = await self._stage_one(stage_one, submission)
         prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._metrics.stage_one_answered(prediction.latency_ms)
         receipt = await self._receipt(submission)
+        self._issued(receipt, prediction)
         return PredictResponse(
             ticket=receipt and receipt.ticket,
             stage_one=prediction,
@@ -281,7 +288,7 @@ class Ingress:
             return await stage_one
         except BackPressureError:
             submission.cancel()
-            raise Overloaded() from None
+            raise self._overloaded() from None
         except BaseException:
             submission.cancel()
             raise
@@ -294,6 +301,32 @@ class Ingress:
             logger.warning("ticket store did not take the request", exc_info=True)
             submission.cancel()
             return None
+
+    def _overloaded(self) -> Overloaded:
+        self._metrics.rejected("stage_one_overloaded")
+        return Overloaded()
+
+    def _issued(self, receipt: Receipt | None, prediction: Prediction) -> None:
+        """Account for a request's ticket; the store learns stage one's label, to count how
+        often stage two revises it."""
+        if receipt is None:
+            self._metrics.rejected("stage_two_unavailable")
+        elif receipt.ticket is not None:
+            logger.info(
+                "stage one answered",
+                extra={"ticket": receipt.ticket, "stage_one_label": prediction.label},
+            )
+            try:
+                # Not awaited: the answer does not wait for a metric.
+                labeled = self._stage_one_labels.submit((receipt.ticket, prediction.label))
+            except Backlogged:
+                return  # under overload the revision metric loses a sample, nothing more
+            labeled.add_done_callback(_log_failure)
+
+    async def _send_stage_one_labels(self, items: list[tuple[str, str]]) -> list[None]:
+        tickets, labels = zip(*items, strict=True)
+        await self._tickets.note_stage_one.remote(list(tickets), list(labels))
+        return [None] * len(items)
 
     def _stage_two_status(self, receipt: Receipt | None, request: Request) -> StageTwoStatus:
         if receipt is None:
@@ -374,6 +407,11 @@ class Ingress:
             except InvalidRecord as error:
                 items.append(error)
         return items
+
+
+def _log_failure(done: asyncio.Future) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.warning("ticket store did not take stage one's labels: %s", done.exception())
 
 
 def _ticket_response(view: TicketView) -> JSONResponse:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,8 +37,11 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from multistage.api import Prediction, TicketStatus, TicketView
 from multistage.deadline import DeadlinePassed, seconds_left
+from multistage.metrics import TicketMetrics
 from multistage.records import Record
 from multistage.ticket_ids import TicketIds
+
+logger = logging.getLogger("ray.serve")
 
 
 class TicketPolicy(BaseModel):
@@ -102,6 +106,9 @@ class _Ticket:
     index: int = 0
     error: str | None = None
     call: _Call | None = None  # set once dispatched
+    # Both answers' labels, once known, for the revision metric.
+    stage_one_label: str | None = None
+    stage_two_label: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -137,6 +144,8 @@ class TicketStore:
         self._undispatched: asyncio.Queue[_Ticket] = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch())
         self._reaper = asyncio.create_task(self._release_expired_forever())
+        self._metrics = TicketMetrics()
+        self._gauges = asyncio.create_task(self._report_unfinished_forever())
 
     async def submit_many(
         self, records: list[Record], deadlines: list[float | None]
@@ -175,6 +184,14 @@ class TicketStore:
                     ticket.call.task.cancel()  # no one is left waiting for this call
         return await self._view(ticket)
 
+    async def note_stage_one(self, ticket_ids: list[str], labels: list[str]) -> None:
+        """Stage one's labels for these tickets, to count how often stage two revises them."""
+        for ticket_id, label in zip(ticket_ids, labels, strict=True):
+            ticket = self._tickets.get(ticket_id)
+            if ticket is not None:  # else released already: too late to compare
+                ticket.stage_one_label = label
+                self._compare(ticket)
+
     async def stats(self) -> StoreStats:
         return StoreStats(
             held=len(self._tickets),
@@ -185,6 +202,7 @@ class TicketStore:
     def _submit(self, record: Record, deadline: float | None) -> Receipt:
         if self._unfinished >= self._policy.max_unfinished:
             limit = self._policy.max_unfinished
+            self._metrics.rejected("stage_two_full")
             return Receipt(None, f"stage two already has {limit} unfinished tickets, its limit")
         self._make_room()
         now = time.time()
@@ -206,6 +224,7 @@ class TicketStore:
                 waiting.append(self._undispatched.get_nowait())
             call = _Call([t for t in waiting if t.finished_at is None])  # not canceled meanwhile
             if call.tickets:
+                logger.info("stage two call", extra={"tickets": [t.id for t in call.tickets]})
                 # Created here, the task (and the calls it makes) belong to no client's request.
                 call.task = asyncio.create_task(self._follow(call))
                 for ticket in call.tickets:
@@ -236,7 +255,9 @@ class TicketStore:
             for ticket in tickets:
                 ticket.attempts = attempt
             records = [t.record for t in tickets]
-            response = self._heavy.predict_many.remote(records, [t.deadline for t in tickets])
+            response = self._heavy.predict_many.remote(
+                records, [t.deadline for t in tickets], [t.id for t in tickets]
+            )
             try:
                 ref = await self._accepted(response, _latest([t.deadline for t in tickets]))
                 now = time.time()
@@ -252,12 +273,19 @@ class TicketStore:
                 return
             except RayActorError as error:
                 died = _reason(error)
+                logger.warning(
+                    "stage two's replica died under a call; trying again",
+                    extra={"tickets": [t.id for t in tickets], "attempt": attempt, "error": died},
+                )
                 for ticket in tickets:
                     ticket.status = "pending"
                 continue
             for index, (ticket, outcome) in enumerate(zip(tickets, outcomes, strict=True)):
                 if ticket.finished_at is None:  # else canceled while the call ran
                     ticket.ref, ticket.index = ref, index
+                    if isinstance(outcome, Prediction):
+                        ticket.stage_two_label = outcome.label
+                        self._compare(ticket)
                     self._finish(ticket, *_ending(outcome))
             return
         attempts = self._policy.max_attempts
@@ -291,6 +319,22 @@ class TicketStore:
         self._unfinished -= 1
         self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
         ticket.done.set()
+        time_to_result_ms = (ticket.finished_at - ticket.submitted_at) * 1000
+        self._metrics.finished(status, time_to_result_ms if status == "completed" else None)
+        logger.info(
+            "ticket finished",
+            extra={
+                "ticket": ticket.id,
+                "status": status,
+                "error": error,
+                "time_to_result_ms": round(time_to_result_ms, 3),
+            },
+        )
+
+    def _compare(self, ticket: _Ticket) -> None:
+        """Count the ticket for the revision metric once both labels are known."""
+        if ticket.stage_one_label is not None and ticket.stage_two_label is not None:
+            self._metrics.compared(ticket.stage_one_label, ticket.stage_two_label)
 
     async def _view(self, ticket: _Ticket) -> TicketView:
         view = TicketView(
@@ -335,6 +379,11 @@ class TicketStore:
             while self._finished and self._finished[0][0] <= now:
                 self._release_oldest()
             await asyncio.sleep(interval)
+
+    async def _report_unfinished_forever(self) -> None:
+        while True:
+            self._metrics.unfinished(self._unfinished)
+            await asyncio.sleep(1.0)
 
     def _release_oldest(self) -> None:
         # Dropping a ticket drops its ref, which frees stage two's result in Ray.

@@ -12,6 +12,9 @@ applications run side by side:
   queue of one, so a burst of requests is shed with 503s;
 - ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
   in production) and keeps results for ``GUARDED_TTL_S`` only.
+
+All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
+Prometheus metrics at ``metrics_url``.
 """
 
 import copy
@@ -38,6 +41,12 @@ API_KEY = "test-key-" + "x" * 24
 GUARDED_TTL_S = 2.0
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that start a Ray cluster of their own go first, before the session's cluster:
+    # this process's driver can connect to one cluster at a time.
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
+
+
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("artifacts")
@@ -54,21 +63,45 @@ def schema(artifacts) -> RecordSchema:
 
 
 @pytest.fixture(scope="session")
-def service_config(artifacts) -> dict:
-    """The Serve config the session deploys (tests that change it must restore it)."""
-    return _test_config(artifacts, free_port())
+def serve_logs(tmp_path_factory) -> Path:
+    """Where the ``multistage`` app's replicas write their (JSON) logs."""
+    return tmp_path_factory.mktemp("serve_logs")
 
 
 @pytest.fixture(scope="session")
-def serve_url(service_config) -> str:
-    """Base URL of a live Serve HTTP proxy running both test applications."""
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+def service_config(artifacts, serve_logs) -> dict:
+    """The Serve config the session deploys (tests that change it must restore it)."""
+    return _test_config(artifacts, free_port(), serve_logs)
+
+
+@pytest.fixture(scope="session")
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def serve_url(service_config, metrics_port) -> str:
+    """Base URL of a live Serve HTTP proxy running the test applications."""
+    ray.init(
+        num_cpus=8,
+        include_dashboard=False,
+        log_to_driver=False,
+        _metrics_export_port=metrics_port,
+        # Metrics reach the scrape endpoint within a second, not Ray's default ten.
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
     try:
         deploy_config(service_config)
         yield f"http://127.0.0.1:{service_config['http_options']['port']}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def metrics_url(serve_url, metrics_port) -> str:
+    """The Prometheus endpoint of the session cluster's (single) node."""
+    return f"http://127.0.0.1:{metrics_port}/metrics"
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +121,22 @@ def example(schema) -> dict:
     return copy.deepcopy(schema.example)
 
 
-def _test_config(artifacts: Path, port: int) -> dict:
+def local_config(artifacts: Path, port: int) -> dict:
+    """``configs/local.yaml`` serving the models in ``artifacts`` on ``port``."""
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["http_options"]["port"] = port
+    args = config["applications"][0]["args"]
+    args["schema_path"] = str(artifacts / "schema.json")
+    args["tabular"]["path"] = str(artifacts / "tabular.ubj")
+    args["heavy"]["weights"] = str(artifacts / "heavy.pt")
+    return config
+
+
+def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
+    config = local_config(artifacts, port)
     main = config["applications"][0]
-    main["args"]["schema_path"] = str(artifacts / "schema.json")
-    main["args"]["tabular"]["path"] = str(artifacts / "tabular.ubj")
-    main["args"]["heavy"]["weights"] = str(artifacts / "heavy.pt")
     deployment_options(main, "Ingress")["num_replicas"] = 2
+    main["logging_config"]["logs_dir"] = str(logs)
 
     saturated = copy.deepcopy(main)
     saturated.update(name="saturated", route_prefix="/saturated")

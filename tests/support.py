@@ -1,7 +1,10 @@
 """Helpers shared by the tests that drive the live service."""
 
 import asyncio
+import json
+import re
 import time
+from pathlib import Path
 
 import httpx
 
@@ -37,3 +40,29 @@ def cancel_all(http: httpx.Client, prefix: str, tickets: list[str]) -> None:
     """Clear a backlog a test made, so the next test starts with an idle stage two."""
     for ticket in tickets:
         assert http.delete(f"{prefix}/v1/predictions/{ticket}").status_code in (200, 409)
+
+
+# A metric name in PromQL: Ray exports every metric with a ``ray_`` prefix, so this skips
+# functions (rate, sum, histogram_quantile), label names and Grafana's ``$`` variables;
+# quoted label values are blanked first, so a value that looks like a name is not one.
+_METRIC_NAME = re.compile(r"(?<![\w:$])ray_[A-Za-z0-9_:]*")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def dashboard_panels(path: Path) -> list[dict]:
+    """Every panel of a Grafana dashboard, rows and those nested in collapsed rows included."""
+    panels = []
+    for panel in json.loads(path.read_text())["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def dashboard_metric_names(path: Path) -> set[str]:
+    """The series names (``_total``, ``_bucket`` as written) the dashboard's queries read."""
+    return {
+        name
+        for panel in dashboard_panels(path)
+        for target in panel.get("targets", [])
+        for name in _METRIC_NAME.findall(_QUOTED.sub('""', target.get("expr", "")))
+    }

@@ -1,0 +1,138 @@
+"""What an operator sees: Prometheus metrics that move as requests flow, and JSON logs that
+follow one ticket from the ingress through the ticket store to the heavy model."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, SATURATED_MAX_UNFINISHED
+from prometheus_client.parser import text_string_to_metric_families
+from ray._common.test_utils import wait_for_condition
+from support import cancel_all, dashboard_metric_names, post_concurrently, wait_until_ended
+
+DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
+Samples = dict[tuple[str, frozenset], float]
+
+
+def scrape(metrics_url: str) -> Samples:
+    text = httpx.get(metrics_url, timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples (over replicas) that carry all of ``labels``."""
+    wanted = set(labels.items())
+    return sum(value for (n, tags), value in samples.items() if n == name and wanted <= tags)
+
+
+def grows_by(metrics_url: str, before: Samples, name: str, amount: float, **labels: str):
+    """A condition: ``name`` has grown by at least ``amount`` since ``before``."""
+
+    def grown() -> bool:
+        return total(scrape(metrics_url), name, **labels) - total(before, name, **labels) >= amount
+
+    return grown
+
+
+@pytest.fixture
+def predict_and_finish(http, example):
+    def run(count: int) -> list[dict]:
+        tickets = [http.post("/v1/predict", json=example).json() for _ in range(count)]
+        return [wait_until_ended(http, answer["stage_two"]["url"]).json() for answer in tickets]
+
+    return run
+
+
+def test_request_metrics_move_as_requests_flow(metrics_url, predict_and_finish):
+    before = scrape(metrics_url)
+    ended = predict_and_finish(5)
+    assert [view["status"] for view in ended] == ["completed"] * 5
+
+    app = {"application": "multistage"}
+    for name, labels in [
+        ("ray_multistage_stage_one_latency_ms_count", app),
+        ("ray_multistage_stage_two_time_to_result_ms_count", app),
+        ("ray_multistage_tickets_finished_total", {**app, "status": "completed"}),
+        # Every ticket is compared, revised ("true") or not ("false").
+        ("ray_multistage_stage_two_compared_total", app),
+    ]:
+        wait_for_condition(grows_by(metrics_url, before, name, 5, **labels), timeout=30)
+
+
+def test_unfinished_gauge_and_stage_two_rejections(http, serve_url, metrics_url, example):
+    before = scrape(metrics_url)
+    app = {"application": "saturated"}
+    batch = {"records": [example] * 64}
+    answers = [http.post("/saturated/v1/predict/batch", json=batch).json() for _ in range(2)]
+    tickets = [item["ticket"] for answer in answers for item in answer["results"] if item["ticket"]]
+    rejected = 128 - len(tickets)
+    try:
+        assert len(tickets) <= SATURATED_MAX_UNFINISHED and rejected > 0
+
+        def unfinished_seen() -> bool:
+            return total(scrape(metrics_url), "ray_multistage_tickets_unfinished", **app) > 0
+
+        wait_for_condition(unfinished_seen, timeout=30)
+        name = "ray_multistage_admission_rejections_total"
+        grown = grows_by(metrics_url, before, name, rejected, reason="stage_two_full", **app)
+        wait_for_condition(grown, timeout=30)
+    finally:
+        cancel_all(http, "/saturated", tickets)
+
+    def drained() -> bool:
+        return total(scrape(metrics_url), "ray_multistage_tickets_unfinished", **app) == 0
+
+    wait_for_condition(drained, timeout=30)
+
+
+def test_shed_requests_are_counted_once_each(serve_url, metrics_url, example):
+    before = scrape(metrics_url)
+    responses = post_concurrently(serve_url, "/overloaded/v1/predict", example, 30)
+    shed = sum(r.status_code == 503 for r in responses)
+    assert shed > 0
+    labels = {"application": "overloaded", "reason": "stage_one_overloaded"}
+    name = "ray_multistage_admission_rejections_total"
+    wait_for_condition(grows_by(metrics_url, before, name, shed, **labels), timeout=30)
+    after = total(scrape(metrics_url), name, **labels)
+    assert after - total(before, name, **labels) == shed
+
+
+def test_every_metric_the_dashboard_charts_is_exported(
+    serve_url, metrics_url, example, predict_and_finish
+):
+    # Ray exports a counter once it has counted something: a rejection, a compared ticket.
+    post_concurrently(serve_url, "/overloaded/v1/predict", example, 30)
+    predict_and_finish(1)
+    wanted = dashboard_metric_names(DASHBOARD)
+
+    def all_exported() -> bool:
+        return wanted <= {name for name, _ in scrape(metrics_url)}
+
+    wait_for_condition(all_exported, timeout=30)
+
+
+def test_logs_follow_a_ticket_from_ingress_to_heavy_model(serve_logs, predict_and_finish):
+    ticket = predict_and_finish(1)[0]["ticket"]
+
+    def lines_naming_ticket(deployment: str) -> list[dict]:
+        records = [
+            json.loads(line)
+            for path in Path(serve_logs).glob(f"replica_multistage_{deployment}_*.log")
+            for line in path.read_text().splitlines()
+            if ticket in line
+        ]
+        return [r for r in records if r.get("ticket") == ticket or ticket in r.get("tickets", [])]
+
+    def each_deployment_logged() -> bool:
+        return all(lines_naming_ticket(d) for d in ("Ingress", "TicketStore", "HeavyModel"))
+
+    wait_for_condition(each_deployment_logged, timeout=30)
+    # The ingress's line carries Serve's request id: the HTTP request that made the ticket.
+    assert all(r.get("request_id") for r in lines_naming_ticket("Ingress"))
+    ended = [r for r in lines_naming_ticket("TicketStore") if r["message"] == "ticket finished"]
+    assert [r["status"] for r in ended] == ["completed"]
