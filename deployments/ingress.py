@@ -52,6 +52,9 @@ from multistage.sse import HEARTBEAT, event_stream, sse_event
 from multistage.ticket_ids import TicketIds
 
 STAGE_TWO_HEADER = "X-Stage-Two-Status"
+# Stage one's labels wait this long to go to the store together, at most this many.
+LABELS_EVERY_S = 1.0
+MAX_UNSENT_LABELS = 10_000
 # A call's answer, direct or through a CallCoalescer.
 Pending = asyncio.Future | DeploymentResponse
 logger = logging.getLogger("ray.serve")
@@ -103,7 +106,7 @@ class BatchRequest(BaseModel):
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress()
 class Ingress:
-    def __init__(
+    async def __init__(
         self,
         tabular: DeploymentHandle,
         tickets: DeploymentHandle,
@@ -119,8 +122,10 @@ class Ingress:
         bounds = coalescing.max_in_flight, coalescing.max_items, coalescing.max_waiting
         self._stage_one_calls = CallCoalescer(self._predict_rows, *bounds)
         self._submissions = CallCoalescer(self._submit_records, *bounds)
-        self._stage_one_labels = CallCoalescer(self._send_stage_one_labels, *bounds)
         self._metrics = IngressMetrics()
+        self._unsent_labels: list[tuple[str, str]] = []
+        # Started with the replica, outside any request: no client's disconnect cancels it.
+        self._label_sender = asyncio.create_task(self._send_stage_one_labels_forever())
         self._models = models
         self._ids = TicketIds(ticket_secret)
         self.limits = limits
@@ -316,17 +321,22 @@ class Ingress:
                 "stage one answered",
                 extra={"ticket": receipt.ticket, "stage_one_label": prediction.label},
             )
-            try:
-                # Not awaited: the answer does not wait for a metric.
-                labeled = self._stage_one_labels.submit((receipt.ticket, prediction.label))
-            except Backlogged:
-                return  # under overload the revision metric loses a sample, nothing more
-            labeled.add_done_callback(_log_failure)
+            if len(self._unsent_labels) < MAX_UNSENT_LABELS:  # else a metric sample is lost
+                self._unsent_labels.append((receipt.ticket, prediction.label))
 
-    async def _send_stage_one_labels(self, items: list[tuple[str, str]]) -> list[None]:
-        tickets, labels = zip(*items, strict=True)
-        await self._tickets.note_stage_one.remote(list(tickets), list(labels))
-        return [None] * len(items)
+    async def _send_stage_one_labels_forever(self) -> None:
+        """Stage one's labels go to the store once a second, in one call: the revision
+        metric lags by a second, where a call per request would cost each request CPU."""
+        while True:
+            await asyncio.sleep(LABELS_EVERY_S)
+            if not self._unsent_labels:
+                continue
+            tickets, labels = zip(*self._unsent_labels, strict=True)
+            self._unsent_labels = []
+            try:
+                await self._tickets.note_stage_one.remote(list(tickets), list(labels))
+            except Exception:  # noqa: BLE001 - a lost metric sample must not stop the sender
+                logger.warning("the ticket store did not take stage one's labels", exc_info=True)
 
     def _stage_two_status(self, receipt: Receipt | None, request: Request) -> StageTwoStatus:
         if receipt is None:
@@ -407,11 +417,6 @@ class Ingress:
             except InvalidRecord as error:
                 items.append(error)
         return items
-
-
-def _log_failure(done: asyncio.Future) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        logger.warning("ticket store did not take stage one's labels: %s", done.exception())
 
 
 def _ticket_response(view: TicketView) -> JSONResponse:
