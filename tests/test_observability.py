@@ -11,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ray._common.test_utils import wait_for_condition
 from support import cancel_all, dashboard_metric_names, post_concurrently, wait_until_ended
 
+from demo.data import generate
+
 DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
 Samples = dict[tuple[str, frozenset], float]
 
@@ -40,18 +42,25 @@ def grows_by(metrics_url: str, before: Samples, name: str, amount: float, **labe
 
 
 @pytest.fixture
-def predict_and_finish(http, example):
+def predict_and_finish(http):
+    """Predict ``count`` records; each answer with its ticket's final view as "ended"."""
+
     def run(count: int) -> list[dict]:
-        tickets = [http.post("/v1/predict", json=example).json() for _ in range(count)]
-        return [wait_until_ended(http, answer["stage_two"]["url"]).json() for answer in tickets]
+        data = generate(count, seed=7)  # varied records: some answers get revised
+        records = [data.record(i) for i in range(count)]
+        answers = [http.post("/v1/predict", json=record).json() for record in records]
+        for answer in answers:
+            answer["ended"] = wait_until_ended(http, answer["stage_two"]["url"]).json()
+        return answers
 
     return run
 
 
 def test_request_metrics_move_as_requests_flow(metrics_url, predict_and_finish):
     before = scrape(metrics_url)
-    ended = predict_and_finish(5)
-    assert [view["status"] for view in ended] == ["completed"] * 5
+    answers = predict_and_finish(8)
+    assert [a["ended"]["status"] for a in answers] == ["completed"] * 8
+    revised = sum(a["stage_one"]["label"] != a["ended"]["result"]["label"] for a in answers)
 
     app = {"application": "multistage"}
     for name, labels in [
@@ -61,7 +70,13 @@ def test_request_metrics_move_as_requests_flow(metrics_url, predict_and_finish):
         # Every ticket is compared, revised ("true") or not ("false").
         ("ray_multistage_stage_two_compared_total", app),
     ]:
-        wait_for_condition(grows_by(metrics_url, before, name, 5, **labels), timeout=30)
+        wait_for_condition(grows_by(metrics_url, before, name, 8, **labels), timeout=30)
+    # Stage two's revisions of stage one's answers, counted exactly.
+    after = scrape(metrics_url)
+    for flag, count in [("true", revised), ("false", 8 - revised)]:
+        labels = {**app, "revised": flag}
+        name = "ray_multistage_stage_two_compared_total"
+        assert total(after, name, **labels) - total(before, name, **labels) == count
 
 
 def test_unfinished_gauge_and_stage_two_rejections(http, serve_url, metrics_url, example):
