@@ -166,7 +166,7 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     overloaded["args"]["coalescing"] = {"max_in_flight": 1, "max_items": 1, "max_waiting": 1}
     guarded = copy.deepcopy(main)
     guarded.update(name="guarded", route_prefix="/guarded")
-    guarded["runtime_env"] = {"env_vars": {"MULTISTAGE_API_KEY": API_KEY}}
+    guarded["runtime_env"]["env_vars"]["MULTISTAGE_API_KEY"] = API_KEY
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
     guarded["args"]["tickets"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
 
