@@ -2,6 +2,7 @@
 follow one ticket from the ingress through the ticket store to the heavy model."""
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,30 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(value for (n, tags), value in samples.items() if n == name and wanted <= tags)
 
 
+def settled_scrape(metrics_url: str, application: str, still_s: float = 3.0) -> Samples:
+    """A scrape taken once ``application``'s own metrics have stopped moving.
+
+    Work from earlier tests (locust's open-loop posts, say) may still be ending, and its
+    counts would land in a test's window; ``still_s`` spans the ingress's label flush and
+    Ray's metrics report interval, a second each.
+    """
+    deadline = time.monotonic() + 60
+    previous = None
+    while True:
+        samples = scrape(metrics_url)
+        mine = {
+            key: value
+            for key, value in samples.items()
+            if key[0].startswith("ray_multistage_") and ("application", application) in key[1]
+        }
+        unfinished = total(samples, "ray_multistage_tickets_unfinished", application=application)
+        if mine == previous and unfinished == 0:
+            return samples
+        assert time.monotonic() < deadline, f"{application}'s metrics never settled"
+        previous = mine
+        time.sleep(still_s)
+
+
 def grows_by(metrics_url: str, before: Samples, name: str, amount: float, **labels: str):
     """A condition: ``name`` has grown by at least ``amount`` since ``before``."""
 
@@ -57,7 +82,7 @@ def predict_and_finish(http):
 
 
 def test_request_metrics_move_as_requests_flow(metrics_url, predict_and_finish):
-    before = scrape(metrics_url)
+    before = settled_scrape(metrics_url, "multistage")
     answers = predict_and_finish(8)
     assert [a["ended"]["status"] for a in answers] == ["completed"] * 8
     revised = sum(a["stage_one"]["label"] != a["ended"]["result"]["label"] for a in answers)
@@ -106,7 +131,7 @@ def test_unfinished_gauge_and_stage_two_rejections(http, serve_url, metrics_url,
 
 
 def test_shed_requests_are_counted_once_each(serve_url, metrics_url, example):
-    before = scrape(metrics_url)
+    before = settled_scrape(metrics_url, "overloaded")
     responses = post_concurrently(serve_url, "/overloaded/v1/predict", example, 30)
     shed = sum(r.status_code == 503 for r in responses)
     assert shed > 0
