@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `serve deploy` of configs/local.yaml to a running Ray cluster, as an operator does it:
 # start a head node, deploy through its dashboard, wait for `serve status` to say RUNNING,
-# check stage one and every ticket, scrape the application's metrics, stop the cluster.
+# check stage one and every ticket, check that the application's metrics counted every
+# request, stop the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -39,23 +40,8 @@ $BIN/serve status --address "$ADDRESS"
 $BIN/python -m benchmarks.stage_one_latency --url http://127.0.0.1:8000 --requests 20 \
     --out results/ci_deploy.json
 
-# The node's metrics agent: the application's own metrics, after the requests above.
-metrics_exported() {
-    local scraped
-    scraped=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")
-    grep -q "^ray_multistage_stage_one_latency_ms_count" <<<"$scraped" &&
-        grep -q "^ray_multistage_tickets_finished_total" <<<"$scraped"
-}
-wait_for 60 "the application's metrics" metrics_exported
-curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | $BIN/python -c '
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-noise = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica"}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        if s.name.startswith("ray_multistage_") and not s.name.endswith("_bucket"):
-            tags = ",".join(f"{k}={v}" for k, v in s.labels.items() if k not in noise and not k.startswith("otel"))
-            print(f"{s.name}{{{tags}}} {s.value:g}")
-'
+# The node's metrics agent has counted every request above (20 warm-ups and 20 measured),
+# in stage one and in stage two: the application's own metrics.
+$BIN/python .ci/expect_metrics.py "http://127.0.0.1:$METRICS_PORT/metrics" 40
 # Replicas first: a node stopping with replicas on it drains for 30 s.
 $BIN/serve shutdown --address "$ADDRESS" --yes
