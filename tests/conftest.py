@@ -140,17 +140,8 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
 
     saturated = copy.deepcopy(main)
     saturated.update(name="saturated", route_prefix="/saturated")
-    saturated["args"]["heavy"].update(
-        weights=str(artifacts / "slow.pt"), factory_kwargs={"width": SATURATED_WIDTH}
-    )
     deployment_options(saturated, "Ingress")["num_replicas"] = 1
-    heavy = deployment_options(saturated, "HeavyModel")
-    heavy.pop("autoscaling_config")
-    heavy.update(
-        num_replicas=1,
-        max_ongoing_requests=1,
-        user_config={"max_batch_size": 1, "batch_wait_timeout_s": 0},
-    )
+    use_slow_heavy_model(saturated, artifacts, max_batch_size=1)
     saturated["args"]["http"]["heartbeat_s"] = 0.5
     saturated["args"]["tickets"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
     # One record per call too: shared calls would drain a test's backlog too fast.
@@ -172,6 +163,22 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
 
     config["applications"] = [main, saturated, overloaded, guarded]
     return config
+
+
+def use_slow_heavy_model(app: dict, artifacts: Path, max_batch_size: int) -> dict:
+    """Give ``app`` the wide untrained stage two on one replica taking one call at a time,
+    so work queues behind it; returns HeavyModel's options."""
+    app["args"]["heavy"].update(
+        weights=str(artifacts / "slow.pt"), factory_kwargs={"width": SATURATED_WIDTH}
+    )
+    heavy = deployment_options(app, "HeavyModel")
+    heavy.pop("autoscaling_config")
+    heavy.update(
+        num_replicas=1,
+        max_ongoing_requests=1,
+        user_config={"max_batch_size": max_batch_size, "batch_wait_timeout_s": 0},
+    )
+    return heavy
 
 
 def deployment_options(app: dict, name: str) -> dict:

@@ -13,7 +13,7 @@ from datetime import datetime
 import httpx
 import pytest
 import ray
-from conftest import SATURATED_WIDTH, deployment_options, local_config
+from conftest import deployment_options, local_config, use_slow_heavy_model
 from ray import serve
 from ray.cluster_utils import Cluster
 from support import wait_until_ended
@@ -62,18 +62,9 @@ def placed_config(artifacts, port: int) -> dict:
         deployment_options(app, name)["ray_actor_options"]["resources"] = {node: 0.01}
     # A slow stage two, four records per call, one call at a time: a backlog of tickets
     # is in flight when the node goes.
-    app["args"]["heavy"].update(
-        weights=str(artifacts / "slow.pt"), factory_kwargs={"width": SATURATED_WIDTH}
-    )
     app["args"]["tickets"]["records_per_call"] = 4
-    heavy = deployment_options(app, "HeavyModel")
-    heavy.pop("autoscaling_config")
-    heavy.update(
-        num_replicas=1,
-        max_ongoing_requests=1,
-        user_config={"max_batch_size": 4, "batch_wait_timeout_s": 0},
-        ray_actor_options={"num_cpus": 0.5, "resources": {ACCELERATOR: 1}},
-    )
+    heavy = use_slow_heavy_model(app, artifacts, max_batch_size=4)
+    heavy["ray_actor_options"] = {"num_cpus": 0.5, "resources": {ACCELERATOR: 1}}
     return config
 
 
