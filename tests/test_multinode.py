@@ -1,10 +1,12 @@
 """The service on a Ray cluster of several nodes, each a raylet of its own on this machine
-(Ray's ``Cluster`` utility): placement by resources, tickets across nodes, and the loss
-of the node under the heavy replica.
+(Ray's ``Cluster`` utility): placement as ``configs/gpu.yaml`` asks for it, tickets across
+nodes, and the loss of the node under the heavy replica.
 
 Nodes: the head (the controller, the proxy and, by a resource of its own, the ticket
-store), a front-end node (ingress and stage one) and two accelerator nodes. A custom
-``accelerator`` resource stands in for the GPU that ``configs/gpu.yaml`` asks for.
+store), a front-end node and two accelerator nodes. A custom ``accelerator`` resource
+stands in for the GPU that ``configs/gpu.yaml`` asks for; the accelerator nodes carry the
+label that the config's CPU deployments select away from, and CPUs of their own, so only
+that label keeps the ingress and stage one on the front-end node.
 """
 
 import time
@@ -13,7 +15,8 @@ from datetime import datetime
 import httpx
 import pytest
 import ray
-from conftest import deployment_options, local_config, use_slow_heavy_model
+import yaml
+from conftest import ROOT, deployment_options, local_config, use_slow_heavy_model
 from ray import serve
 from ray.cluster_utils import Cluster
 from support import wait_until_ended
@@ -24,19 +27,27 @@ from multistage.local_cluster import deploy_config, free_port, replica_actors
 pytestmark = pytest.mark.own_cluster
 
 ACCELERATOR = "accelerator"
+# The label of configs/rayservice.yaml's GPU pods.
+ACCELERATOR_LABELS = {"node-kind": "accelerator"}
 APP = "multistage"
+GPU_CONFIG = ROOT / "configs" / "gpu.yaml"
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    # No CPUs on the head, as on the manifest's head pod: CPU replicas can go to the
+    # front-end node or, but for the label, the accelerator nodes.
     cluster = Cluster(
         initialize_head=True,
         connect=True,
-        head_node_args={"num_cpus": 1, "resources": {"head": 1}, "include_dashboard": False},
+        head_node_args={"num_cpus": 0, "resources": {"head": 1}, "include_dashboard": False},
     )
     try:
-        frontend = cluster.add_node(num_cpus=1, resources={"frontend": 1})
-        accelerators = [cluster.add_node(num_cpus=1, resources={ACCELERATOR: 1}) for _ in "ab"]
+        frontend = cluster.add_node(num_cpus=1)
+        accelerators = [
+            cluster.add_node(num_cpus=1, resources={ACCELERATOR: 1}, labels=ACCELERATOR_LABELS)
+            for _ in "ab"
+        ]
         yield cluster, frontend, accelerators
     finally:
         serve.shutdown()
@@ -54,18 +65,35 @@ def cluster_http(cluster, artifacts):
 
 
 def placed_config(artifacts, port: int) -> dict:
-    """The local config with each deployment pinned to its kind of node by resources."""
+    """The local config placed as configs/gpu.yaml places it: its label selectors on the CPU
+    deployments, the accelerator resource on the heavy one."""
     config = local_config(artifacts, port)
     app = config["applications"][0]
-    placement = {"Ingress": "frontend", "TabularModel": "frontend", "TicketStore": "head"}
-    for name, node in placement.items():
-        deployment_options(app, name)["ray_actor_options"]["resources"] = {node: 0.01}
+    for name, selector in gpu_config_label_selectors().items():
+        options = deployment_options(app, name)
+        options["ray_actor_options"]["label_selector"] = selector
+        if name in ("Ingress", "TabularModel"):
+            options["num_replicas"] = 2  # Serve spreads replicas: more chances to stray
+    # The store on the head, apart from the ingress: a resource of its own, no CPU.
+    deployment_options(app, "TicketStore")["ray_actor_options"].update(
+        num_cpus=0, resources={"head": 0.01}
+    )
     # A slow stage two, four records per call, one call at a time: a backlog of tickets
     # is in flight when the node goes.
     app["args"]["tickets"]["records_per_call"] = 4
     heavy = use_slow_heavy_model(app, artifacts, max_batch_size=4)
     heavy["ray_actor_options"] = {"num_cpus": 0.5, "resources": {ACCELERATOR: 1}}
     return config
+
+
+def gpu_config_label_selectors() -> dict[str, dict[str, str]]:
+    """Each deployment of configs/gpu.yaml that has a label selector, with it."""
+    app = yaml.safe_load(GPU_CONFIG.read_text())["applications"][0]
+    return {
+        d["name"]: d["ray_actor_options"]["label_selector"]
+        for d in app["deployments"]
+        if "label_selector" in d.get("ray_actor_options", {})
+    }
 
 
 def nodes_of(deployment: str) -> list[str]:
@@ -79,6 +107,7 @@ def nodes_of(deployment: str) -> list[str]:
 
 def test_each_deployment_runs_on_its_kind_of_node(cluster, cluster_http, example):
     head_cluster, frontend, accelerators = cluster
+    assert set(gpu_config_label_selectors()) == {"Ingress", "TabularModel", "TicketStore"}
     assert set(nodes_of("Ingress")) == set(nodes_of("TabularModel")) == {frontend.node_id}
     assert nodes_of("TicketStore") == [head_cluster.head_node.node_id]
     assert set(nodes_of("HeavyModel")) <= {node.node_id for node in accelerators}

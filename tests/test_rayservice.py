@@ -227,6 +227,20 @@ def test_worker_groups_hold_every_replica_at_max(service: RayService, serve_conf
             assert demand <= pod[r] * group.maxReplicas, f"{name} group: {r} {demand} at max"
 
 
+def test_cpu_replicas_keep_off_gpu_pods(service: RayService, serve_config: dict) -> None:
+    # GPU pods carry a Ray node label; every replica that needs no GPU selects away from it.
+    gpu_labels = _groups(service)["gpu"].labels or {}
+    assert gpu_labels, "the gpu group needs a label that CPU replicas can avoid"
+    for deployment in _deployments(serve_config):
+        if _group_of(deployment) == "cpu":
+            selector = deployment["ray_actor_options"].get("label_selector", {})
+            assert any(selector.get(key) == f"!{value}" for key, value in gpu_labels.items()), (
+                f"{deployment['name']} may land on GPU pods: its label_selector is {selector}"
+            )
+    # Nor may the CPU pods carry it: those replicas would have nowhere to go.
+    assert not (_groups(service)["cpu"].labels or {}).items() & gpu_labels.items()
+
+
 def _groups(service: RayService) -> dict[str, WorkerGroupSpec]:
     groups = {g.groupName: g for g in service.spec.rayClusterConfig.workerGroupSpecs}
     assert set(groups) == {"cpu", "gpu"}
