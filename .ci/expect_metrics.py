@@ -13,8 +13,7 @@ import argparse
 import sys
 import time
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from multistage.metrics_scrape import scrape, total
 
 # Series that count each request once, with the labels that pick the right samples.
 COUNTED = {
@@ -23,21 +22,6 @@ COUNTED = {
     "ray_multistage_stage_two_compared_total": {},
 }
 NOISE = {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "replica"}
-
-
-def application_samples(url: str) -> list:
-    text = httpx.get(url, timeout=10).raise_for_status().text
-    return [
-        sample
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("ray_multistage_") and not sample.name.endswith("_bucket")
-    ]
-
-
-def counted(samples: list, name: str, labels: dict[str, str]) -> float:
-    wanted = labels.items()
-    return sum(s.value for s in samples if s.name == name and wanted <= s.labels.items())
 
 
 def main() -> None:
@@ -49,18 +33,19 @@ def main() -> None:
 
     deadline = time.monotonic() + args.timeout_s
     while True:
-        samples = application_samples(args.url)
-        counts = {name: counted(samples, name, labels) for name, labels in COUNTED.items()}
+        samples = scrape(args.url)
+        counts = {name: total(samples, name, **labels) for name, labels in COUNTED.items()}
         if all(count >= args.requests for count in counts.values()):
             break
         if time.monotonic() > deadline:
             sys.exit(f"after {args.timeout_s:g} s, not every request was counted: {counts}")
         time.sleep(1)
-    for s in samples:
-        tags = ",".join(
-            f"{k}={v}" for k, v in s.labels.items() if k not in NOISE and not k.startswith("otel")
-        )
-        print(f"{s.name}{{{tags}}} {s.value:g}")
+    for (name, labels), value in samples.items():
+        if name.startswith("ray_multistage_") and not name.endswith("_bucket"):
+            tags = ",".join(
+                f"{k}={v}" for k, v in sorted(labels) if k not in NOISE and not k.startswith("otel")
+            )
+            print(f"{name}{{{tags}}} {value:g}")
 
 
 if __name__ == "__main__":

@@ -70,10 +70,9 @@ def placed_config(artifacts, port: int) -> dict:
     config = local_config(artifacts, port)
     app = config["applications"][0]
     for name, selector in gpu_config_label_selectors().items():
-        options = deployment_options(app, name)
-        options["ray_actor_options"]["label_selector"] = selector
-        if name in ("Ingress", "TabularModel"):
-            options["num_replicas"] = 2  # Serve spreads replicas: more chances to stray
+        deployment_options(app, name)["ray_actor_options"]["label_selector"] = selector
+    for name in ("Ingress", "TabularModel"):
+        deployment_options(app, name)["num_replicas"] = 2  # Serve spreads replicas: more to stray
     # The store on the head, apart from the ingress: a resource of its own, no CPU.
     deployment_options(app, "TicketStore")["ray_actor_options"].update(
         num_cpus=0, resources={"head": 0.01}

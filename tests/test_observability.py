@@ -5,32 +5,15 @@ import json
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import ROOT, SATURATED_MAX_UNFINISHED
-from prometheus_client.parser import text_string_to_metric_families
 from ray._common.test_utils import wait_for_condition
 from support import cancel_all, dashboard_metric_names, post_concurrently, wait_until_ended
 
 from demo.data import generate
+from multistage.metrics_scrape import Samples, scrape, total
 
 DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
-Samples = dict[tuple[str, frozenset], float]
-
-
-def scrape(metrics_url: str) -> Samples:
-    text = httpx.get(metrics_url, timeout=10).text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples (over replicas) that carry all of ``labels``."""
-    wanted = set(labels.items())
-    return sum(value for (n, tags), value in samples.items() if n == name and wanted <= tags)
 
 
 def settled_scrape(metrics_url: str, application: str, still_s: float = 3.0) -> Samples:
