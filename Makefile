@@ -22,8 +22,11 @@ models: $(MODELS)
 $(MODELS) &: | $(VENV)/.installed
 	$(BIN)/python -m demo.train --out artifacts
 
+# Serve's HAProxy ingress; PROXY=python for Serve's Python proxy instead.
+PROXY ?= haproxy
+
 run: setup models
-	$(BIN)/serve run configs/local.yaml
+	$(BIN)/python -m ops.serve_local configs/local.yaml --proxy $(PROXY)
 
 test: setup
 	$(BIN)/pytest

@@ -3,7 +3,7 @@
 - ``noop_app``: a Ray Serve deployment that reads the body and answers a fixed JSON:
   what Serve's proxy and one replica cost, with no model and no second hop.
 - ``naive_app``: the single-stage endpoint users would otherwise write: one ingress
-  that awaits both models before it answers.
+  that runs stage one and awaits stage two's deployment before it answers.
 - ``bare_starlette``: the XGBoost model in a plain Starlette app under uvicorn, no Ray
   (``python -m benchmarks.baselines MODEL_PATH SCHEMA_PATH PORT``).
 
@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from graphs.multistage import AppArgs, bind_models
+from graphs.multistage import AppArgs, bind_heavy, model_infos
 from multistage.model_io import load_booster, xgboost_probabilities
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema
+from multistage.stage_one import StageOneModel
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
@@ -42,18 +43,17 @@ def noop_app(args: dict) -> Application:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 class NaiveIngress:
-    """Parses the record, then awaits stage one and stage two before answering."""
+    """Parses the record, runs stage one, then awaits stage two before answering."""
 
-    def __init__(self, tabular: DeploymentHandle, heavy: DeploymentHandle, schema: RecordSchema):
-        self._tabular = tabular
+    def __init__(self, heavy: DeploymentHandle, stage_one_path: str, schema: RecordSchema, info):
         self._heavy = heavy
+        self._stage_one = StageOneModel(stage_one_path, info, schema.classes)
         self._parser = RecordParser(schema)
 
     async def __call__(self, request: Request) -> JSONResponse:
         record = self._parser.parse(await request.body())
-        stage_one = self._tabular.predict.remote(record.features)
-        stage_two = self._heavy.predict.remote(record)
-        first, second = await stage_one, await stage_two
+        (first,) = self._stage_one.predict(record.features[None, :])
+        second = await self._heavy.predict.remote(record)
         return JSONResponse({"stage_one": first.model_dump(), "stage_two": second.model_dump()})
 
 
@@ -62,8 +62,10 @@ def naive_app(args: AppArgs) -> Application:
     schema = RecordSchema.load(args.schema_path)
     # Stage two is on this endpoint's critical path: it must not run behind anything.
     args = args.model_copy(update={"heavy": args.heavy.model_copy(update={"yield_cpu": False})})
-    tabular, heavy, _ = bind_models(args, schema)
-    return NaiveIngress.bind(tabular, heavy, schema)
+    models = model_infos(args)
+    heavy = bind_heavy(args, schema, models)
+    path = str(args.tabular.path.resolve())
+    return NaiveIngress.bind(heavy, path, schema, models["stage_one"])
 
 
 def bare_starlette(model_path: str, schema_path: str) -> Starlette:

@@ -44,9 +44,9 @@ from benchmarks.cpu_split import cpu_ms_per_request
 from benchmarks.load import LoadResult, run_locust
 from benchmarks.report import percentiles, write_results
 from benchmarks.serve_process import wait_healthy
-from multistage.local_cluster import deploy_config, free_port
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema
+from ops.local_cluster import deploy_config, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "multistage"

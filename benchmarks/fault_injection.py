@@ -2,7 +2,8 @@
 
     python -m benchmarks.fault_injection [--seconds 12] [--out results/fault_injection.json]
 
-Starts a local Ray cluster of its own (no dashboard) and deploys ``configs/local.yaml``
+Starts a local Ray cluster of its own (no dashboard; Serve's HAProxy ingress, as
+``make run``) and deploys ``configs/local.yaml``
 with two ingress replicas (so one can die while the other serves) and a longer batch
 wait (see BATCH_WAIT_S), using the models in ``artifacts/`` (``make models``).
 
@@ -28,16 +29,15 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import ray
 import yaml
 from httpx_sse import aconnect_sse
-from ray import serve
 
 from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
 from benchmarks.serve_process import wait_healthy
+from multistage import paths
 from multistage.api import UNFINISHED
-from multistage.local_cluster import deploy_config, free_port, kill, replica_actors
 from multistage.schema import RecordSchema
+from ops.local_cluster import deploy_config, free_port, kill, local_cluster, replica_actors
 
 APP = "multistage"
 BATCH = 8  # records per POST: the heavy model gets real batches to die under
@@ -77,7 +77,7 @@ class Run:
 
 
 async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
-    response = await client.post("/v1/predict/batch", json={"records": records})
+    response = await client.post(paths.PREDICT_BATCH, json={"records": records})
     response.raise_for_status()
     tickets = []
     for item in response.json()["results"]:
@@ -90,7 +90,7 @@ async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) 
 
 async def _stream_and_leave(client: httpx.AsyncClient, records: list[dict], run: Run) -> list:
     (record,) = records
-    async with aconnect_sse(client, "POST", "/v1/predict/stream", json=record) as events:
+    async with aconnect_sse(client, "POST", paths.PREDICT_STREAM, json=record) as events:
         events.response.raise_for_status()
         async for event in events.aiter_sse():
             return [event.json()["ticket"]]  # stage1 is in: leave before stage two
@@ -104,7 +104,7 @@ async def _follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
     view = {"status": "unresolved"}
     while time.monotonic() < deadline:
         try:
-            response = await client.get(f"/v1/predictions/{ticket}", params={"wait": 10})
+            response = await client.get(paths.ticket_path(ticket), params={"wait": 10})
         except httpx.TransportError as error:
             run.failed_reads[type(error).__name__] += 1
             continue
@@ -221,18 +221,14 @@ def main() -> None:
     example = RecordSchema.load(Path("artifacts/schema.json")).example
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     results: dict = {"load": {"posts_per_s": RATE, "records_per_post": BATCH}, "faults": {}}
-    try:
+    with local_cluster(num_cpus=4, log_to_driver=False):
         deploy_config(_config(port))
         for name, fault in FAULTS.items():
             wait_healthy(url, timeout_s=120)
             print(f"-- {name}", flush=True)
             run = asyncio.run(_load(url, example, fault, args.seconds))
             results["faults"][name] = _tally(run)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     write_results(args.out, results)
     _print_table(results)
 

@@ -1,4 +1,6 @@
-"""Start ``serve run <config>`` as a child process, wait until healthy, stop it by PID."""
+"""Start ``serve run <config>`` as ``make run`` does (``ops/serve_local.py``: the fast
+path's environment, HAProxy cleaned up after) as a child process, wait until healthy,
+stop it by PID."""
 
 from __future__ import annotations
 
@@ -17,14 +19,14 @@ import httpx
 @contextlib.contextmanager
 def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[None]:
     """The service of ``config`` at ``url``, for the duration of the ``with`` block."""
-    serve = Path(sys.executable).with_name("serve")
+    command = [sys.executable, "-m", "ops.serve_local", str(config)]
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([str(serve), "run", str(config)], stdout=log, stderr=log)
+        process = subprocess.Popen(command, stdout=log, stderr=log)
         try:
             wait_healthy(url, timeout_s, process, log)
             yield
         finally:
-            # `serve run` ignores SIGINT when backgrounded; SIGTERM stops it and its cluster.
+            # SIGTERM reaches `serve run`, which stops its cluster (SIGINT would not).
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=60)

@@ -1,7 +1,14 @@
-"""The HTTP ingress: answers stage one at once and hands out tickets for stage two.
+"""The HTTP ingress: stage one, answered in this process, and tickets for stage two.
+
+A predict request costs no Serve call: the record is parsed and validated, XGBoost runs
+here, a signed ticket id is minted here, and the answer leaves. The ticket's stage-two
+work follows in a shared call to the ticket store (``SubmissionQueue``), and clients
+waiting for stage two share one wait per replica (``TicketWatcher``). Scaling this
+deployment scales stage one.
 
 Stateless by design: tickets live in the TicketStore, so any replica of this
-deployment can answer for any ticket, and losing one loses nothing.
+deployment can answer for any ticket, and losing one loses only the submissions it had
+not yet sent.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route methods'
 annotations at runtime.
@@ -10,18 +17,16 @@ annotations at runtime.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
-from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
 
-from deployments.ticket_store import Receipt, lost_view
+from multistage import paths
 from multistage.api import (
     GONE,
     UNFINISHED,
@@ -35,46 +40,28 @@ from multistage.api import (
     TicketView,
 )
 from multistage.auth import AuthArgs, load_api_key
-from multistage.coalesce import Backlogged, CallCoalescer
-from multistage.http_app import API_VERSION, build_http_app
+from multistage.config import HttpLimits, StoreCalls, TicketPolicy
+from multistage.http_app import build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
     Overloaded,
-    TicketStoreUnavailable,
     UnknownTicket,
     error_response,
     invalid_record_body,
 )
+from multistage.load_shedding import LoopBacklog
 from multistage.metrics import IngressMetrics
 from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
+from multistage.stage_one import StageOneModel
+from multistage.store_client import TicketStoreClient
+from multistage.submissions import SubmissionQueue
 from multistage.ticket_ids import TicketIds
+from multistage.ticket_watch import TicketWatcher
+from multistage.wire import Submission
 
-STAGE_TWO_HEADER = "X-Stage-Two-Status"
-# Stage one's labels wait this long to go to the store together, at most this many.
-LABELS_EVERY_S = 1.0
-MAX_UNSENT_LABELS = 10_000
-# A call's answer, direct or through a CallCoalescer.
-Pending = asyncio.Future | DeploymentResponse
 logger = logging.getLogger("ray.serve")
-
-
-class HttpLimits(BaseModel):
-    max_body_bytes: int = Field(1 << 20, gt=0, description="Larger bodies get 413.")
-    max_batch_records: int = Field(64, gt=0, description="Most records in one batch request.")
-    max_wait_s: float = Field(30.0, ge=0, description="Cap on a long-poll's ?wait=.")
-    heartbeat_s: float = Field(10.0, gt=0, description="Event-stream heartbeat interval.")
-    submit_timeout_s: float = Field(
-        2.0, gt=0, description="How long stage one waits for the ticket store to take a ticket."
-    )
-    store_timeout_s: float = Field(
-        2.0,
-        gt=0,
-        description="How long a read may wait for the ticket store beyond its own wait (503).",
-    )
-    max_deadline_s: float = Field(3600.0, gt=0, description="Cap on a request's ?deadline_s=.")
-
 
 DEADLINE_QUERY = Query(
     None,
@@ -84,18 +71,7 @@ DEADLINE_QUERY = Query(
         "ticket reads 'expired'. Capped by http.max_deadline_s."
     ),
 )
-
-
-class Coalescing(BaseModel):
-    """How the ingress merges concurrent requests' calls to stage one and the ticket store."""
-
-    max_in_flight: int = Field(
-        1, gt=0, description="Calls out at once per deployment; past it, requests share calls."
-    )
-    max_items: int = Field(64, gt=0, description="Most requests one call carries.")
-    max_waiting: int = Field(
-        256, gt=0, description="Requests waiting for a call per replica; past it, 503."
-    )
+WAIT_QUERY = Query(0.0, ge=0, description="Seconds to wait for stage two (long-poll); capped.")
 
 
 class BatchRequest(BaseModel):
@@ -103,37 +79,51 @@ class BatchRequest(BaseModel):
     records: list[object] = Field(min_length=1)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=10_000)
 @serve.ingress()
 class Ingress:
     async def __init__(
         self,
-        tabular: DeploymentHandle,
-        tickets: DeploymentHandle,
+        store: DeploymentHandle,
+        *,
+        stage_one_path: str,
         schema: RecordSchema,
         models: dict[str, ModelInfo],
         limits: HttpLimits,
+        store_calls: StoreCalls,
+        ticket_policy: TicketPolicy,
         auth: AuthArgs,
         ticket_secret: bytes,
-        coalescing: Coalescing,
     ) -> None:
-        self._tabular = tabular
-        self._tickets = tickets
-        bounds = coalescing.max_in_flight, coalescing.max_items, coalescing.max_waiting
-        self._stage_one_calls = CallCoalescer(self._predict_rows, *bounds)
-        self._submissions = CallCoalescer(self._submit_records, *bounds)
-        self._metrics = IngressMetrics()
-        self._unsent_labels: list[tuple[str, str]] = []
-        # Started with the replica, outside any request: no client's disconnect cancels it.
-        self._label_sender = asyncio.create_task(self._send_stage_one_labels_forever())
+        self._stage_one = StageOneModel(stage_one_path, models["stage_one"], schema.classes)
         self._models = models
+        self._schema = schema
+        self._parser = RecordParser(schema)
+        self._limits = limits
         self._ids = TicketIds(ticket_secret)
-        self.limits = limits
+        self._store = TicketStoreClient(store, timeout_s=store_calls.timeout_s)
+        self._submissions = SubmissionQueue(
+            self._store.submit,
+            max_per_call=store_calls.max_per_call,
+            max_unsent=store_calls.max_unsent,
+            every_s=store_calls.every_s,
+            submission_timeout_s=ticket_policy.submission_timeout_s,
+            max_unfinished=ticket_policy.max_unfinished,
+        )
+        self._watcher = TicketWatcher(
+            self._store.wait_ended,
+            every_s=store_calls.every_s,
+            call_wait_s=limits.heartbeat_s,
+            on_load=self._submissions.gate.report,
+        )
+        self._backlog = LoopBacklog(shed_after_s=limits.shed_after_ms / 1000)
+        self._metrics = IngressMetrics()
         # Read here, in the replica's own environment, so the key never travels in config.
         self.api_key = load_api_key(auth)
         logger.info("API key authentication is %s", "on" if self.api_key else "off")
-        self.schema = schema
-        self.parser = RecordParser(schema)
+        self.request_schema = self._parser.json_schema
+        self.example_request = schema.example
+        self.max_batch_records = limits.max_batch_records
         context = serve.get_replica_context()
         self._app_name = context.app_name
         self.replica_id = context.replica_id.unique_id
@@ -143,67 +133,52 @@ class Ingress:
         return build_http_app(self)
 
     async def predict(
-        self, request: Request, response: Response, deadline_s: float | None = DEADLINE_QUERY
+        self, request: Request, deadline_s: float | None = DEADLINE_QUERY
     ) -> PredictResponse:
-        answer = await self._answer(await self._record(request), request, deadline_s)
-        response.headers[STAGE_TWO_HEADER] = answer.stage_two.status
-        return answer
+        started = self._accept()
+        record = await self._record(request)
+        (answer,) = self._answer([record], started, deadline_s, request)
+        return _json(answer, headers={paths.STAGE_TWO_HEADER: answer.stage_two.status})
 
     async def predict_stream(
         self, request: Request, deadline_s: float | None = DEADLINE_QUERY
     ) -> StreamingResponse:
         # Bad input is answered as a plain 4xx before the stream starts.
-        answer = await self._answer(await self._record(request), request, deadline_s)
+        started = self._accept()
+        record = await self._record(request)
+        (answer,) = self._answer([record], started, deadline_s, request)
         stream = event_stream(self._stage_one_then_two(answer))
-        stream.headers[STAGE_TWO_HEADER] = answer.stage_two.status
+        stream.headers[paths.STAGE_TWO_HEADER] = answer.stage_two.status
         return stream
 
     async def predict_batch(
         self, request: Request, deadline_s: float | None = DEADLINE_QUERY
     ) -> BatchResponse:
-        started = time.perf_counter()
-        deadline = self._deadline(deadline_s)
-        body = await _read_body(request, self.limits.max_body_bytes)
-        items = self._parse_batch(body)
-        good = {i: item for i, item in enumerate(items) if isinstance(item, Record)}
+        started = self._accept()
+        items = self._parse_batch(await _read_body(request, self._limits.max_body_bytes))
+        good = [(i, item) for i, item in enumerate(items) if isinstance(item, Record)]
         results = [
             BatchItem(index=i, error=invalid_record_body(item))
             for i, item in enumerate(items)
-            if i not in good
+            if isinstance(item, InvalidRecord)
         ]
         if good:
-            records = list(good.values())
-            features = np.stack([r.features for r in records])
-            stage_one = self._tabular.predict_many.remote(features)
-            submission = self._tickets.submit_many.remote(records, [deadline] * len(records))
-            predictions = await self._stage_one(stage_one, submission)
-            latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            self._metrics.stage_one_answered(latency_ms)
-            receipts = await self._receipt(submission) or [None] * len(records)
-            for index, prediction, receipt in zip(good, predictions, receipts, strict=True):
-                prediction.latency_ms = latency_ms
-                self._issued(receipt, prediction)
-                results.append(
-                    BatchItem(
-                        index=index,
-                        ticket=receipt and receipt.ticket,
-                        stage_one=prediction,
-                        stage_two=self._stage_two_status(receipt, request),
-                    )
-                )
-        return BatchResponse(results=sorted(results, key=lambda item: item.index))
+            answers = self._answer([record for _, record in good], started, deadline_s, request)
+            results += [
+                BatchItem(index=i, ticket=a.ticket, stage_one=a.stage_one, stage_two=a.stage_two)
+                for (i, _), a in zip(good, answers, strict=True)
+            ]
+        return _json(BatchResponse(results=sorted(results, key=lambda item: item.index)))
 
-    async def get_prediction(
-        self,
-        ticket: str,
-        wait: float = Query(
-            0.0, ge=0, description="Seconds to wait for stage two (long-poll); capped."
-        ),
-    ) -> JSONResponse:
-        return _ticket_response(await self._fetch(ticket, min(wait, self.limits.max_wait_s)))
+    async def get_prediction(self, ticket: str, wait: float = WAIT_QUERY) -> TicketView:
+        self._check_issued(ticket)
+        wait_s = min(wait, self._limits.max_wait_s)
+        view = await self._watcher.ended(ticket, wait_s) if wait_s > 0 else None
+        return _ticket_response(view or await self._store.view(ticket))
 
-    async def cancel_prediction(self, ticket: str) -> JSONResponse:
-        view = await self._ask_store(ticket, lambda: self._tickets.cancel.remote(ticket))
+    async def cancel_prediction(self, ticket: str) -> TicketView:
+        self._check_issued(ticket)
+        view = await self._store.cancel(ticket)
         if view.status in ("canceled", *GONE):
             return _ticket_response(view)
         return error_response(
@@ -211,7 +186,7 @@ class Ingress:
         )
 
     async def prediction_events(self, ticket: str) -> StreamingResponse:
-        await self._fetch(ticket, 0)  # an unknown ticket is a plain 404, not a stream
+        self._check_issued(ticket)  # an unknown ticket is a plain 404, not a stream
         return event_stream(self._stage_two_events(ticket))
 
     async def healthz(self) -> JSONResponse:
@@ -231,151 +206,65 @@ class Ingress:
         return ModelsResponse(
             stage_one=self._models["stage_one"],
             stage_two=self._models["stage_two"],
-            classes=self.schema.classes,
-            input_schema=self.parser.json_schema,
-            example_request=self.schema.example,
+            classes=self._schema.classes,
+            input_schema=self.request_schema,
+            example_request=self._schema.example,
         )
+
+    def _accept(self) -> float:
+        """When the request was taken; refuses it (503) if the replica is backlogged."""
+        if self._backlog.overloaded():
+            self._metrics.rejected("stage_one_overloaded")
+            raise Overloaded()
+        return time.perf_counter()
 
     async def _record(self, request: Request) -> Record:
-        return self.parser.parse(await _read_body(request, self.limits.max_body_bytes))
+        return self._parser.parse(await _read_body(request, self._limits.max_body_bytes))
 
-    async def _answer(
-        self, record: Record, request: Request, deadline_s: float | None
+    def _answer(
+        self, records: list[Record], started: float, deadline_s: float | None, request: Request
+    ) -> list[PredictResponse]:
+        """Stage one for the records, one vectorised call, and a ticket each if stage two
+        takes them: the path every predict endpoint shares."""
+        deadline = self._deadline(deadline_s)
+        predictions = self._stage_one.predict(np.stack([r.features for r in records]))
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        root = request.scope.get("root_path", "")
+        answers = []
+        for record, prediction in zip(records, predictions, strict=True):
+            prediction.latency_ms = latency_ms
+            self._metrics.stage_one_answered(latency_ms)
+            answers.append(self._issue(record, prediction, deadline, root))
+        return answers
+
+    def _issue(
+        self, record: Record, prediction: Prediction, deadline: float | None, root: str
     ) -> PredictResponse:
-        started = time.perf_counter()
-        # Both calls leave now (or join the next call out); only stage one and the store's
-        # receipt are awaited.
-        try:
-            stage_one = self._stage_one_calls.submit(record.features)
-        except Backlogged:
-            raise self._overloaded() from None
-        submission = self._submit(record, self._deadline(deadline_s))
-        prediction = await self._stage_one(stage_one, submission)
-        prediction.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        self._metrics.stage_one_answered(prediction.latency_ms)
-        receipt = await self._receipt(submission)
-        self._issued(receipt, prediction)
-        return PredictResponse(
-            ticket=receipt and receipt.ticket,
-            stage_one=prediction,
-            stage_two=self._stage_two_status(receipt, request),
+        """A ticket for the record's stage two, or the reason stage two refuses it."""
+        refusal = self._submissions.refusal()
+        if refusal is not None:
+            reason = "stage_two_full" if refusal.status == "rejected" else "stage_two_unavailable"
+            self._metrics.rejected(reason)
+            status = StageTwoStatus(status=refusal.status, error=refusal.reason)
+            return PredictResponse(ticket=None, stage_one=prediction, stage_two=status)
+        issued_at = time.time()
+        ticket = self._ids.issue(issued_at)
+        self._submissions.put(Submission(ticket, record, deadline, prediction.label), issued_at)
+        logger.info(
+            "stage one answered", extra={"ticket": ticket, "stage_one_label": prediction.label}
         )
+        status = StageTwoStatus(status="pending", url=paths.ticket_path(ticket, root))
+        return PredictResponse(ticket=ticket, stage_one=prediction, stage_two=status)
 
     def _deadline(self, deadline_s: float | None) -> float | None:
         if deadline_s is None:
             return None
-        return time.time() + min(deadline_s, self.limits.max_deadline_s)
+        return time.time() + min(deadline_s, self._limits.max_deadline_s)
 
-    def _submit(self, record: Record, deadline: float | None) -> asyncio.Future:
-        try:
-            return self._submissions.submit((record, deadline))
-        except Backlogged:
-            # The store is swamped: no receipt (stage two 'unavailable'); stage one answers.
-            no_receipt = asyncio.get_running_loop().create_future()
-            no_receipt.set_result(None)
-            return no_receipt
-
-    async def _predict_rows(self, rows: list[np.ndarray]) -> list[Prediction]:
-        return await self._tabular.predict_many.remote(np.stack(rows))
-
-    async def _submit_records(self, items: list[tuple[Record, float | None]]) -> list[Receipt]:
-        records, deadlines = zip(*items, strict=True)
-        response = self._tickets.submit_many.remote(list(records), list(deadlines))
-        try:
-            # Bounded, so a store that hangs cannot hold the shared call slot forever.
-            return await asyncio.wait_for(response, timeout=self.limits.submit_timeout_s)
-        except asyncio.TimeoutError:
-            response.cancel()
-            raise
-
-    async def _stage_one(self, stage_one: Pending, submission: Pending):
-        try:
-            return await stage_one
-        except BackPressureError:
-            submission.cancel()
-            raise self._overloaded() from None
-        except BaseException:
-            submission.cancel()
-            raise
-
-    async def _receipt(self, submission: Pending):
-        """The store's ticket id(s); None when stage two can't take the work in time."""
-        try:
-            return await asyncio.wait_for(submission, timeout=self.limits.submit_timeout_s)
-        except Exception:  # noqa: BLE001 - stage two's trouble never fails stage one
-            logger.warning("ticket store did not take the request", exc_info=True)
-            submission.cancel()
-            return None
-
-    def _overloaded(self) -> Overloaded:
-        self._metrics.rejected("stage_one_overloaded")
-        return Overloaded()
-
-    def _issued(self, receipt: Receipt | None, prediction: Prediction) -> None:
-        """Account for a request's ticket; the store learns stage one's label, to count how
-        often stage two revises it."""
-        if receipt is None:
-            self._metrics.rejected("stage_two_unavailable")
-        elif receipt.ticket is not None:
-            logger.info(
-                "stage one answered",
-                extra={"ticket": receipt.ticket, "stage_one_label": prediction.label},
-            )
-            if len(self._unsent_labels) < MAX_UNSENT_LABELS:  # else a metric sample is lost
-                self._unsent_labels.append((receipt.ticket, prediction.label))
-
-    async def _send_stage_one_labels_forever(self) -> None:
-        """Stage one's labels go to the store once a second, in one call: the revision
-        metric lags by a second, where a call per request would cost each request CPU."""
-        while True:
-            await asyncio.sleep(LABELS_EVERY_S)
-            if not self._unsent_labels:
-                continue
-            tickets, labels = zip(*self._unsent_labels, strict=True)
-            self._unsent_labels = []
-            try:
-                await self._tickets.note_stage_one.remote(list(tickets), list(labels))
-            except Exception:  # noqa: BLE001 - a lost metric sample must not stop the sender
-                logger.warning("the ticket store did not take stage one's labels", exc_info=True)
-
-    def _stage_two_status(self, receipt: Receipt | None, request: Request) -> StageTwoStatus:
-        if receipt is None:
-            return StageTwoStatus(
-                status="unavailable", error="stage two could not take this request in time"
-            )
-        if receipt.ticket is None:
-            return StageTwoStatus(status="rejected", error=receipt.rejection)
-        root = request.scope.get("root_path", "")
-        url = f"{root}/{API_VERSION}/predictions/{receipt.ticket}"
-        return StageTwoStatus(status="pending", url=url)
-
-    async def _fetch(self, ticket: str, wait_s: float) -> TicketView:
-        return await self._ask_store(
-            ticket, lambda: self._tickets.fetch.remote(ticket, wait_s), wait_s
-        )
-
-    async def _ask_store(
-        self, ticket: str, call: Callable[[], DeploymentResponse], wait_s: float = 0.0
-    ) -> TicketView:
-        """The store's view of a ticket; never waits past ``wait_s`` plus the store timeout.
-
-        Ids are checked here first: made-up ones never reach the store.
-        """
-        issued_at = self._ids.issued_at(ticket)
-        if issued_at is None:
+    def _check_issued(self, ticket: str) -> None:
+        """Made-up ids never reach the store: the signature tells them from issued ones."""
+        if self._ids.issued_at(ticket) is None:
             raise UnknownTicket(ticket)
-        response = call()
-        try:
-            view = await asyncio.wait_for(response, timeout=wait_s + self.limits.store_timeout_s)
-        except RayActorError:
-            # The store died under this call, and with it every ticket it held.
-            return lost_view(ticket, issued_at, "the ticket store stopped")
-        except asyncio.TimeoutError:
-            response.cancel()
-            raise TicketStoreUnavailable() from None
-        if view is None:
-            raise UnknownTicket(ticket)
-        return view
 
     async def _stage_one_then_two(self, answer: PredictResponse) -> AsyncIterator[str]:
         yield sse_event("stage1", answer)
@@ -386,18 +275,13 @@ class Ingress:
             yield event
 
     async def _stage_two_events(self, ticket: str) -> AsyncIterator[str]:
-        """Heartbeats while stage two is pending, then its terminal event.
+        """Heartbeats while stage two is unfinished, then its terminal event.
 
-        Each long-poll of the store lasts one heartbeat interval, so the store's
-        answer doubles as the heartbeat clock. A client that disconnects cancels
-        only this read; the ticket itself goes on.
+        A client that disconnects ends only this generator; the ticket itself goes on.
         """
         while True:
-            try:
-                view = await self._fetch(ticket, self.limits.heartbeat_s)
-            except TicketStoreUnavailable:
-                view = None  # the store may be restarting: keep the stream and ask again
-            if view is not None and view.status not in UNFINISHED:
+            view = await self._watcher.ended(ticket, self._limits.heartbeat_s)
+            if view is not None:
                 yield sse_event("stage2" if view.status == "completed" else view.status, view)
                 return
             yield HEARTBEAT
@@ -407,24 +291,30 @@ class Ingress:
             records = BatchRequest.model_validate_json(body).records
         except ValidationError as error:
             raise invalid_record(error) from None
-        if len(records) > self.limits.max_batch_records:
-            limit = self.limits.max_batch_records
+        if len(records) > self._limits.max_batch_records:
+            limit = self._limits.max_batch_records
             raise InvalidRecord([FieldError("records", f"at most {limit} records per request")])
         items: list[Record | InvalidRecord] = []
         for values in records:
             try:
-                items.append(self.parser.parse_values(values))
+                items.append(self._parser.parse_values(values))
             except InvalidRecord as error:
                 items.append(error)
         return items
 
 
-def _ticket_response(view: TicketView) -> JSONResponse:
+def _json(body: BaseModel, status_code: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response straight from the model: FastAPI would validate it again."""
+    return Response(
+        body.model_dump_json(), status_code, headers=headers, media_type="application/json"
+    )
+
+
+def _ticket_response(view: TicketView) -> Response:
     """200 once the ticket has ended, 202 (Retry-After) before, 410 when its result is gone."""
-    body = view.model_dump(mode="json")
     if view.status in UNFINISHED:
-        return JSONResponse(body, status_code=202, headers={"Retry-After": "1"})
-    return JSONResponse(body, status_code=410 if view.status in GONE else 200)
+        return _json(view, 202, headers={"Retry-After": "1"})
+    return _json(view, 410 if view.status in GONE else 200)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -1,21 +1,23 @@
-"""The ticket store: submits stage two, follows each ticket to its end, holds its result.
+"""The ticket store: takes stage-two work, follows each ticket to its end, holds its result.
 
-The store, not the ingress, makes the stage-two call, so the call's result is owned
-by this long-lived replica: any ingress replica can resolve any ticket, and a ticket
-outlives the ingress replica that issued it.
+Ingress replicas mint signed ticket ids themselves and send their submissions here
+after answering, many per call. The store, not the ingress, makes the stage-two call,
+so the call's result is owned by this long-lived replica: any ingress replica can
+resolve any ticket, and a ticket outlives the ingress replica that issued it.
 
 ``submit_many`` only records the tickets and queues them. A dispatcher task makes the
 heavy calls, each carrying the tickets waiting at the time (up to ``records_per_call``:
 a call's fixed cost, not the model, bounds a small machine), and waiting for a heavy
-replica to accept a call happens in a task per call: on the request path it made stage
-one ten times slower with a full heavy queue. The
-dispatcher is started with the replica, outside any request, because Ray cancels a
-cancelled request's calls recursively, down to calls made by sub-requests that have
-already returned: made inside ``submit_many``, stage two would die with a client's
-disconnect from an event stream.
+replica to accept a call happens in a task per call. The dispatcher is started with the
+replica, outside any request, because Ray cancels a cancelled request's calls
+recursively, down to calls made by sub-requests that have already returned.
+
+Reads of a ticket the store holds no record of are answered from its id alone (when it
+was issued, and that this service signed it): on its way here, lost, or released.
 
 What a fault costs: a heavy replica's death retries its tickets (``max_attempts``);
-this replica's death loses every ticket it holds (they then read ``lost``).
+this replica's death loses every ticket it holds (they then read ``lost``); tickets
+still on their way from an ingress replica are sent again to its replacement.
 """
 
 from __future__ import annotations
@@ -25,63 +27,26 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 import psutil
 import ray
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from multistage.api import Prediction, TicketStatus, TicketView
+from multistage.config import TicketPolicy
 from multistage.deadline import DeadlinePassed, seconds_left
+from multistage.handles import object_ref_once_accepted
 from multistage.metrics import TicketMetrics
 from multistage.records import Record
 from multistage.ticket_ids import TicketIds
+from multistage.ticket_views import in_transit_view, lost_view, released_view, utc
+from multistage.wire import StoreLoad, Submission, WaitReply
 
 logger = logging.getLogger("ray.serve")
-
-
-class TicketPolicy(BaseModel):
-    """How many tickets the store takes, how long it keeps them, how hard it tries."""
-
-    result_ttl_s: float = Field(600.0, gt=0, description="How long finished tickets are kept.")
-    max_unfinished: int = Field(
-        1000, gt=0, description="Past this many pending or running tickets, new work is rejected."
-    )
-    max_held: int = Field(
-        100_000, gt=0, description="Most tickets held; past it the oldest finished are released."
-    )
-    max_attempts: int = Field(3, ge=1, description="Calls per ticket when heavy replicas die.")
-    dispatch_wait_s: float = Field(
-        0.0,
-        ge=0,
-        description="How long a ticket waits for others to share its stage-two call: "
-        "milliseconds of stage-two latency for less CPU per ticket under load.",
-    )
-    records_per_call: int = Field(
-        16,
-        ge=1,
-        description="Most tickets one stage-two call carries: under load, waiting tickets "
-        "share calls, whose cost (not the model's) bounds a small machine.",
-    )
-    timeout_s: float = Field(300.0, gt=0, description="A ticket unfinished after this fails.")
-
-    @model_validator(mode="after")
-    def _unfinished_fit(self) -> TicketPolicy:
-        if self.max_unfinished > self.max_held:
-            raise ValueError("max_unfinished must not exceed max_held")
-        return self
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The store's answer to a submission: a ticket, or why stage two refused the work."""
-
-    ticket: str | None
-    rejection: str | None = None
 
 
 class StoreStats(BaseModel):
@@ -95,7 +60,8 @@ class _Ticket:
     id: str
     record: Record | None  # kept until the ticket ends, for retries
     deadline: float | None
-    submitted_at: float
+    submitted_at: float  # when its ingress replica issued it
+    stage_one_label: str | None
     status: TicketStatus = "pending"
     started_at: float | None = None
     finished_at: float | None = None
@@ -106,10 +72,6 @@ class _Ticket:
     index: int = 0
     error: str | None = None
     call: _Call | None = None  # set once dispatched
-    # Both answers' labels, once known, for the revision metric.
-    stage_one_label: str | None = None
-    stage_two_label: str | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -122,7 +84,7 @@ class _Call:
 
 @serve.deployment(
     num_replicas=1,
-    # Long-polls wait here: they must never crowd out submissions.
+    # Shared waits of every ingress replica wait here: they must never crowd out submissions.
     max_ongoing_requests=2000,
     ray_actor_options={"num_cpus": 0.1},
 )
@@ -132,7 +94,8 @@ class TicketStore:
         world_size = serve.get_replica_context().world_size
         if world_size != 1:
             raise ValueError(f"TicketStore must run exactly one replica, not {world_size}")
-        # Ids issued before this moment came from a replica that is gone, with its tickets.
+        # Ids issued before this moment that it has no record of were held by a replica
+        # that is gone, or are still on their way here.
         self._started_at = time.time()
         self._heavy = heavy
         self._policy = policy
@@ -141,41 +104,66 @@ class TicketStore:
         self._unfinished = 0
         # Finished tickets in finish order; with one TTL that is also release order.
         self._finished: deque[tuple[float, str]] = deque()
+        # The latest issue time of a released ticket: unknown ids issued no later may
+        # have been released, where later ones never arrived. Ids released while their
+        # submissions could still be on their way (sent again) are remembered exactly.
+        self._released_up_to = 0.0
+        self._recently_released: dict[str, float] = {}  # id -> when it was issued
+        # Shared waits, by the ticket ids they wait on (known here or not yet).
+        self._waiters: dict[str, list[asyncio.Future]] = {}
         self._undispatched: asyncio.Queue[_Ticket] = asyncio.Queue()
         self._dispatcher = asyncio.create_task(self._dispatch())
         self._reaper = asyncio.create_task(self._release_expired_forever())
         self._metrics = TicketMetrics()
         self._gauges = asyncio.create_task(self._report_unfinished_forever())
 
-    async def submit_many(
-        self, records: list[Record], deadlines: list[float | None]
-    ) -> list[Receipt]:
-        """Start stage two for each record, unless it must not start after its deadline.
+    async def submit_many(self, submissions: list[Submission]) -> StoreLoad:
+        """Take stage-two work; answers the load, by which ingress replicas admit more.
 
-        One ticket per record; each record joins the heavy model's batches on its own.
+        A submission sent again (its first call's answer was lost) is taken once.
         """
-        return [
-            self._submit(record, deadline)
-            for record, deadline in zip(records, deadlines, strict=True)
-        ]
+        now = time.time()
+        for submission in submissions:
+            ticket_id = submission.ticket
+            if ticket_id not in self._tickets and ticket_id not in self._recently_released:
+                self._take(submission, now)
+        return self._load()
 
-    async def fetch(self, ticket_id: str, wait_s: float = 0.0) -> TicketView | None:
-        """The ticket's state, waiting up to ``wait_s`` for it to end; None if never issued."""
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            return self._forgotten(ticket_id)
-        if ticket.finished_at is None and wait_s > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ticket.done.wait(), timeout=wait_s)
-        return await self._view(ticket)
+    async def view(self, ticket_id: str) -> TicketView | None:
+        """The ticket's state now; None if this service never issued the id."""
+        return await self._view_of(ticket_id)
+
+    async def wait_ended(self, ticket_ids: list[str], wait_s: float) -> WaitReply:
+        """Views of those of the tickets that have ended, waiting up to ``wait_s`` for one
+        to end if none has; one such call serves every waiting client of an ingress replica.
+        """
+        ended = self._ended(ticket_ids)
+        if not ended and wait_s > 0:
+            woken = asyncio.get_running_loop().create_future()
+            for ticket_id in ticket_ids:
+                self._waiters.setdefault(ticket_id, []).append(woken)
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(woken, timeout=wait_s)
+            finally:
+                self._stop_waiting(ticket_ids, woken)
+            ended = self._ended(ticket_ids)
+        views = await asyncio.gather(*(self._view_of(ticket_id) for ticket_id in ended))
+        return WaitReply(ended=list(views), load=self._load())
 
     async def cancel(self, ticket_id: str) -> TicketView | None:
         """Cancel an unfinished ticket: unstarted work never runs, running work is cancelled
         best-effort. Returns the ticket's state afterwards; None if never issued."""
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
-            return self._forgotten(ticket_id)
-        if ticket.finished_at is None:
+            unrecorded = self._unrecorded(ticket_id)
+            if unrecorded is None or unrecorded.status != "pending":
+                return unrecorded
+            # On its way here: its submission will find it canceled, and be dropped.
+            ticket = self._record(ticket_id, None, None, self._ids.issued_at(ticket_id), None)
+            self._unfinished += 1
+            self._finish(ticket, "canceled", "canceled before stage two started")
+        elif ticket.finished_at is None:
             if ticket.call is None:
                 self._finish(ticket, "canceled", "canceled before stage two started")
             else:
@@ -184,14 +172,6 @@ class TicketStore:
                     ticket.call.task.cancel()  # no one is left waiting for this call
         return await self._view(ticket)
 
-    async def note_stage_one(self, ticket_ids: list[str], labels: list[str]) -> None:
-        """Stage one's labels for these tickets, to count how often stage two revises them."""
-        for ticket_id, label in zip(ticket_ids, labels, strict=True):
-            ticket = self._tickets.get(ticket_id)
-            if ticket is not None:  # else released already: too late to compare
-                ticket.stage_one_label = label
-                self._compare(ticket)
-
     async def stats(self) -> StoreStats:
         return StoreStats(
             held=len(self._tickets),
@@ -199,18 +179,82 @@ class TicketStore:
             rss_bytes=psutil.Process().memory_info().rss,
         )
 
-    def _submit(self, record: Record, deadline: float | None) -> Receipt:
-        if self._unfinished >= self._policy.max_unfinished:
-            limit = self._policy.max_unfinished
-            self._metrics.rejected("stage_two_full")
-            return Receipt(None, f"stage two already has {limit} unfinished tickets, its limit")
-        self._make_room()
-        now = time.time()
-        ticket = _Ticket(self._ids.issue(now), record, deadline, submitted_at=now)
-        self._tickets[ticket.id] = ticket
+    def _take(self, submission: Submission, now: float) -> None:
+        issued_at = self._ids.issued_at(submission.ticket)
+        if issued_at is None or not self._accepts_issued_at(issued_at, now):
+            # Too late: reads of it may already have answered 'lost', and must stay true.
+            logger.warning(
+                "a submission reached the ticket store too late; its ticket reads 'lost'",
+                extra={"ticket": submission.ticket},
+            )
+            return
+        ticket = self._record(
+            submission.ticket,
+            submission.record,
+            submission.deadline,
+            issued_at,
+            submission.stage_one_label,
+        )
         self._unfinished += 1
+        if self._unfinished > self._policy.max_unfinished:
+            # Admitted by an ingress replica's estimate, refused here, where it is exact.
+            self._metrics.rejected("stage_two_full")
+            limit = self._policy.max_unfinished
+            self._finish(ticket, "rejected", f"stage two had {limit} unfinished tickets, its limit")
+            return
         self._undispatched.put_nowait(ticket)
-        return Receipt(ticket.id)
+
+    def _accepts_issued_at(self, issued_at: float, now: float) -> bool:
+        if now - issued_at > self._policy.submission_timeout_s:
+            return False
+        # Issued before this replica started: its submission was sent again after the
+        # previous replica failed to take it, and is welcome within the grace.
+        return issued_at >= self._started_at or now <= self._resubmissions_end
+
+    @property
+    def _resubmissions_end(self) -> float:
+        return self._started_at + self._policy.resubmit_grace_s
+
+    def _record(
+        self,
+        ticket_id: str,
+        record: Record | None,
+        deadline: float | None,
+        issued_at: float,
+        stage_one_label: str | None,
+    ) -> _Ticket:
+        self._make_room()
+        ticket = _Ticket(ticket_id, record, deadline, issued_at, stage_one_label)
+        self._tickets[ticket_id] = ticket
+        return ticket
+
+    def _load(self) -> StoreLoad:
+        return StoreLoad(unfinished=self._unfinished, max_unfinished=self._policy.max_unfinished)
+
+    def _ended(self, ticket_ids: list[str]) -> list[str]:
+        """Those of the ids whose tickets have ended, here or before they could arrive."""
+        ended = []
+        for ticket_id in ticket_ids:
+            ticket = self._tickets.get(ticket_id)
+            if ticket is not None:
+                if ticket.finished_at is not None:
+                    ended.append(ticket_id)
+            elif (unrecorded := self._unrecorded(ticket_id)) and unrecorded.status != "pending":
+                ended.append(ticket_id)
+        return ended
+
+    async def _view_of(self, ticket_id: str) -> TicketView | None:
+        ticket = self._tickets.get(ticket_id)
+        return await self._view(ticket) if ticket is not None else self._unrecorded(ticket_id)
+
+    def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
+        for ticket_id in ticket_ids:
+            waiting = self._waiters.get(ticket_id)
+            if waiting is not None:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(woken)
+                if not waiting:
+                    del self._waiters[ticket_id]
 
     async def _dispatch(self) -> None:
         """Tickets waiting when a call leaves share it, up to ``records_per_call``."""
@@ -259,7 +303,7 @@ class TicketStore:
                 records, [t.deadline for t in tickets], [t.id for t in tickets]
             )
             try:
-                ref = await self._accepted(response, _latest([t.deadline for t in tickets]))
+                ref = await _accepted(response, _latest([t.deadline for t in tickets]))
                 now = time.time()
                 for ticket in tickets:
                     if ticket.finished_at is None:  # else canceled while the call waited
@@ -284,24 +328,12 @@ class TicketStore:
                 if ticket.finished_at is None:  # else canceled while the call ran
                     ticket.ref, ticket.index = ref, index
                     if isinstance(outcome, Prediction):
-                        ticket.stage_two_label = outcome.label
-                        self._compare(ticket)
+                        self._compare(ticket, outcome.label)
                     self._finish(ticket, *_ending(outcome))
             return
         attempts = self._policy.max_attempts
         error = f"stage two's replica died under each of {attempts} attempts: {died}"
         self._finish_unfinished(call.tickets, "failed", error)
-
-    @staticmethod
-    async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray.ObjectRef:
-        """The call's result ref, once a heavy replica takes it; cancelled at the deadline."""
-        if deadline is None:
-            return await response._to_object_ref()
-        try:
-            return await asyncio.wait_for(response._to_object_ref(), seconds_left(deadline))
-        except asyncio.TimeoutError:
-            response.cancel()
-            raise DeadlinePassed() from None
 
     def _finish_unfinished(
         self, tickets: list[_Ticket], status: TicketStatus, error: str | None
@@ -318,7 +350,9 @@ class TicketStore:
             ticket.ref = None
         self._unfinished -= 1
         self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
-        ticket.done.set()
+        for woken in self._waiters.pop(ticket.id, ()):
+            if not woken.done():
+                woken.set_result(None)
         time_to_result_ms = (ticket.finished_at - ticket.submitted_at) * 1000
         self._metrics.finished(status, time_to_result_ms if status == "completed" else None)
         logger.info(
@@ -331,18 +365,18 @@ class TicketStore:
             },
         )
 
-    def _compare(self, ticket: _Ticket) -> None:
-        """Count the ticket for the revision metric once both labels are known."""
-        if ticket.stage_one_label is not None and ticket.stage_two_label is not None:
-            self._metrics.compared(ticket.stage_one_label, ticket.stage_two_label)
+    def _compare(self, ticket: _Ticket, stage_two_label: str) -> None:
+        """Count the ticket for the revision metric: did stage two change stage one's label?"""
+        if ticket.stage_one_label is not None:
+            self._metrics.compared(ticket.stage_one_label, stage_two_label)
 
     async def _view(self, ticket: _Ticket) -> TicketView:
         view = TicketView(
             ticket=ticket.id,
             status=ticket.status,
-            submitted_at=_utc(ticket.submitted_at),
-            started_at=_utc(ticket.started_at),
-            finished_at=_utc(ticket.finished_at),
+            submitted_at=utc(ticket.submitted_at),
+            started_at=utc(ticket.started_at),
+            finished_at=utc(ticket.finished_at),
             attempts=ticket.attempts,
             error=ticket.error,
         )
@@ -352,20 +386,26 @@ class TicketStore:
             view.result = prediction.model_copy(update={"latency_ms": round(latency_ms, 3)})
         return view
 
-    def _forgotten(self, ticket_id: str) -> TicketView | None:
-        """What became of a ticket this replica does not hold; None if it was never issued."""
+    def _unrecorded(self, ticket_id: str) -> TicketView | None:
+        """What became of a ticket this replica holds no record of; None if never issued."""
         issued_at = self._ids.issued_at(ticket_id)
         if issued_at is None:
             return None
-        longest_life = self._policy.timeout_s + self._policy.result_ttl_s
-        if issued_at < self._started_at and issued_at + longest_life > time.time():
-            return lost_view(ticket_id, issued_at, "the ticket store restarted after it was issued")
-        return TicketView(
-            ticket=ticket_id,
-            status="expired",
-            submitted_at=_utc(issued_at),
-            error="its result was released after the TTL",
-        )
+        if ticket_id in self._recently_released:
+            return released_view(ticket_id, issued_at)
+        now = time.time()
+        if now - issued_at <= self._policy.submission_timeout_s and (
+            issued_at >= self._started_at or now <= self._resubmissions_end
+        ):
+            return in_transit_view(ticket_id, issued_at)
+        if issued_at < self._started_at:
+            longest_life = self._policy.timeout_s + self._policy.result_ttl_s
+            if issued_at + longest_life > now:
+                return lost_view(ticket_id, issued_at, "the ticket store restarted after it")
+            return released_view(ticket_id, issued_at)
+        if issued_at <= self._released_up_to:
+            return released_view(ticket_id, issued_at)
+        return lost_view(ticket_id, issued_at, "its submission never reached the ticket store")
 
     def _make_room(self) -> None:
         """Release the oldest finished tickets while the store is full."""
@@ -378,6 +418,12 @@ class TicketStore:
             now = time.time()
             while self._finished and self._finished[0][0] <= now:
                 self._release_oldest()
+            in_transit_since = now - self._policy.submission_timeout_s
+            self._recently_released = {
+                ticket_id: issued_at
+                for ticket_id, issued_at in self._recently_released.items()
+                if issued_at >= in_transit_since
+            }
             await asyncio.sleep(interval)
 
     async def _report_unfinished_forever(self) -> None:
@@ -388,16 +434,22 @@ class TicketStore:
     def _release_oldest(self) -> None:
         # Dropping a ticket drops its ref, which frees stage two's result in Ray.
         _, ticket_id = self._finished.popleft()
-        self._tickets.pop(ticket_id, None)
+        ticket = self._tickets.pop(ticket_id, None)
+        if ticket is not None:
+            self._released_up_to = max(self._released_up_to, ticket.submitted_at)
+            if time.time() - ticket.submitted_at <= self._policy.submission_timeout_s:
+                self._recently_released[ticket_id] = ticket.submitted_at
 
 
-def lost_view(ticket_id: str, issued_at: float, why: str) -> TicketView:
-    return TicketView(
-        ticket=ticket_id,
-        status="lost",
-        submitted_at=_utc(issued_at),
-        error=f"{why}; stage two's work for this ticket is lost: submit it again",
-    )
+async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray.ObjectRef:
+    """The call's result ref, once a heavy replica takes it; cancelled at the deadline."""
+    if deadline is None:
+        return await object_ref_once_accepted(response)
+    try:
+        return await asyncio.wait_for(object_ref_once_accepted(response), seconds_left(deadline))
+    except asyncio.TimeoutError:
+        response.cancel()
+        raise DeadlinePassed() from None
 
 
 def _ending(outcome: Prediction | Exception) -> tuple[TicketStatus, str | None]:
@@ -418,7 +470,3 @@ def _reason(error: Exception) -> str:
     """One line saying why stage two failed, without a remote traceback."""
     cause = error.cause if isinstance(error, RayTaskError) else error
     return f"{type(cause).__name__}: {cause}"[:500]
-
-
-def _utc(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=timezone.utc)

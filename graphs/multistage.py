@@ -1,4 +1,4 @@
-"""The multistage application: ingress -> (tabular model, ticket store -> heavy model).
+"""The multistage application: ingress (with stage one) -> ticket store -> heavy model.
 
     serve run configs/local.yaml
 
@@ -18,11 +18,11 @@ from pydantic import BaseModel, Field
 from ray.serve import Application
 
 from deployments.heavy import HeavyModel, Precision
-from deployments.ingress import Coalescing, HttpLimits, Ingress
-from deployments.tabular import TabularModel
-from deployments.ticket_store import TicketPolicy, TicketStore
+from deployments.ingress import Ingress
+from deployments.ticket_store import TicketStore
 from multistage.api import ModelInfo
 from multistage.auth import AuthArgs
+from multistage.config import HttpLimits, StoreCalls, TicketPolicy
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import new_secret
@@ -54,55 +54,55 @@ class AppArgs(BaseModel):
     tabular: TabularModelArgs = TabularModelArgs()
     heavy: HeavyModelArgs = HeavyModelArgs()
     http: HttpLimits = HttpLimits()
-    tickets: TicketPolicy = TicketPolicy()
+    ticket_policy: TicketPolicy = TicketPolicy()
+    store_calls: StoreCalls = StoreCalls()
     auth: AuthArgs = AuthArgs()
-    coalescing: Coalescing = Coalescing()
 
 
 def build_app(args: AppArgs) -> Application:
     schema = RecordSchema.load(args.schema_path)
-    tabular, heavy, models = bind_models(args, schema)
+    models = model_infos(args)
     # Signs ticket ids. Made per build: Serve rebuilds the app only when its args or code
     # change, and then replaces the ticket store (and its tickets) too.
     secret = new_secret()
-    tickets = TicketStore.bind(heavy, policy=args.tickets, secret=secret)
+    heavy = bind_heavy(args, schema, models)
+    store = TicketStore.bind(heavy, policy=args.ticket_policy, secret=secret)
     return Ingress.bind(
-        tabular,
-        tickets,
+        store,
+        stage_one_path=str(args.tabular.path.resolve()),
         schema=schema,
         models=models,
         limits=args.http,
+        store_calls=args.store_calls,
+        ticket_policy=args.ticket_policy,
         auth=args.auth,
         ticket_secret=secret,
-        coalescing=args.coalescing,
     )
 
 
-def bind_models(
-    args: AppArgs, schema: RecordSchema
-) -> tuple[Application, Application, dict[str, ModelInfo]]:
-    """Stage one's and stage two's deployments, and what each model is."""
+def model_infos(args: AppArgs) -> dict[str, ModelInfo]:
+    """What each model is: its name, and its version (by default, the file's hash)."""
     # Relative paths are taken from where the app is built (the project root for `serve run`).
-    tabular_path = args.tabular.path.resolve()
-    weights = args.heavy.weights.resolve()
-    models = {
+    tabular = args.tabular
+    heavy = args.heavy
+    return {
         "stage_one": ModelInfo(
-            name=args.tabular.name, version=args.tabular.version or file_version(tabular_path)
+            name=tabular.name, version=tabular.version or file_version(tabular.path.resolve())
         ),
         "stage_two": ModelInfo(
-            name=args.heavy.name, version=args.heavy.version or file_version(weights)
+            name=heavy.name, version=heavy.version or file_version(heavy.weights.resolve())
         ),
     }
-    heavy = HeavyModel.bind(
+
+
+def bind_heavy(args: AppArgs, schema: RecordSchema, models: dict[str, ModelInfo]) -> Application:
+    """Stage two's deployment."""
+    return HeavyModel.bind(
         factory=args.heavy.factory,
-        weights=str(weights),
+        weights=str(args.heavy.weights.resolve()),
         factory_kwargs=args.heavy.factory_kwargs,
         info=models["stage_two"],
         schema=schema,
         precision=args.heavy.precision,
         yield_cpu=args.heavy.yield_cpu,
     )
-    tabular = TabularModel.bind(
-        model_path=str(tabular_path), info=models["stage_one"], classes=schema.classes
-    )
-    return tabular, heavy, models

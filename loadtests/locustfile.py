@@ -34,16 +34,16 @@ from locust import FastHttpUser, between, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
 from demo.data import CLASSES, generate
+from multistage import paths
 from multistage.api import UNFINISHED
 
-PREDICT = "/v1/predict"
 POLL_WAIT_S = 10
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--stream-rate", type=float, default=10.0, help="Records/s per stream.")
-    parser.add_argument("--predict-path", default=PREDICT, help="Where records are posted.")
+    parser.add_argument("--predict-path", default=paths.PREDICT, help="Where records are posted.")
     parser.add_argument("--scorecard", default="", help="Write the scorecard JSON here.")
     parser.add_argument("--records", type=int, default=512, help="Distinct records to send.")
 
@@ -119,7 +119,7 @@ class ServiceUser(FastHttpUser):
             with self.client.get(
                 url,
                 params={"wait": POLL_WAIT_S},
-                name="GET /v1/predictions/{id}?wait",
+                name=f"GET {paths.PREDICTION}?wait",
                 catch_response=True,
             ) as r:
                 if r.status_code not in (200, 202):

@@ -8,7 +8,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-TicketStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired", "lost"]
+TicketStatus = Literal[
+    "pending", "running", "completed", "failed", "canceled", "rejected", "expired", "lost"
+]
 UNFINISHED: tuple[TicketStatus, ...] = ("pending", "running")
 # Answered with 410 Gone: the result will never be available.
 GONE: tuple[TicketStatus, ...] = ("expired",)
@@ -81,10 +83,11 @@ class Prediction(BaseModel):
 
 
 class StageTwoStatus(BaseModel):
-    status: TicketStatus | Literal["rejected", "unavailable"] = Field(
+    status: Literal["pending", "rejected", "unavailable"] = Field(
         description=(
-            "'rejected': stage two is full (admission control); 'unavailable': the ticket store "
-            "did not answer in time. Neither issues a ticket."
+            "'pending': a ticket was issued. 'rejected': stage two is full (admission "
+            "control); 'unavailable': this ingress replica holds too much work the ticket "
+            "store has not taken. Neither of those issues a ticket."
         )
     )
     url: str | None = Field(None, description="Where to fetch stage two: GET it, with ?wait=S.")
@@ -105,9 +108,11 @@ class TicketView(BaseModel):
     ticket: str
     status: TicketStatus = Field(
         description=(
-            "pending (waiting for a heavy replica), running (a replica has it), then one of: "
-            "completed, failed, canceled, expired (its deadline passed before it started, or "
-            "its result was released after the TTL: 410), lost (the ticket store restarted)."
+            "pending (on its way to, or waiting for, a heavy replica), running (a replica has "
+            "it), then one of: completed, failed, canceled, rejected (stage two was full when "
+            "the ticket reached it), expired (its deadline passed before it started, or its "
+            "result was released after the TTL: 410), lost (the ticket store restarted, or "
+            "the ticket never reached it)."
         )
     )
     submitted_at: datetime

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from multistage import paths
 from multistage.api import ErrorBody
 
-PROTECTED_PREFIX = "/v1/"
+PROTECTED_PREFIX = f"{paths.API_PREFIX}/"
 
 
 class AuthArgs(BaseModel):

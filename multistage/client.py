@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
+from multistage import paths
 from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatus, TicketView
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class AsyncClient:
     async def predict(self, record: dict, deadline_s: float | None = None) -> AsyncAnswer:
         """Stage one now; stage two is skipped if it cannot start within ``deadline_s``."""
         params = _deadline_params(deadline_s)
-        response = await self._request("POST", "/v1/predict", json=record, params=params)
+        response = await self._request("POST", paths.PREDICT, json=record, params=params)
         return self._answer(PredictResponse.model_validate_json(response.content))
 
     async def predict_many(
@@ -111,7 +112,7 @@ class AsyncClient:
         """One result per record, in order: its answer, or its own error (422)."""
         response = await self._request(
             "POST",
-            "/v1/predict/batch",
+            paths.PREDICT_BATCH,
             json={"records": records},
             params=_deadline_params(deadline_s),
         )
@@ -137,7 +138,7 @@ class AsyncClient:
 
     async def cancel(self, ticket: str) -> TicketView:
         """Cancel the ticket's stage two; the ticket's state afterwards (409 if it had ended)."""
-        response = await self._request("DELETE", f"/v1/predictions/{ticket}", accept=(410,))
+        response = await self._request("DELETE", paths.ticket_path(ticket), accept=(410,))
         return TicketView.model_validate_json(response.content)
 
     async def aclose(self) -> None:
@@ -159,7 +160,7 @@ class AsyncClient:
         return AsyncAnswer(response.ticket, response.stage_one, response.stage_two, fetch)
 
     async def _stream_result(self, ticket: str) -> TicketView:
-        url = f"/v1/predictions/{ticket}/events"
+        url = paths.ticket_events_path(ticket)
         # No read timeout: heartbeats keep the stream alive; result() bounds the wait.
         timeout = httpx.Timeout(self._http.timeout.connect, read=None)
         async with aconnect_sse(self._http, "GET", url, timeout=timeout) as events:
@@ -176,7 +177,7 @@ class AsyncClient:
         while True:
             response = await self._request(
                 "GET",
-                f"/v1/predictions/{ticket}",
+                paths.ticket_path(ticket),
                 params={"wait": _LONG_POLL_S},
                 timeout=_LONG_POLL_S + self._http.timeout.connect,
                 accept=(410,),

@@ -1,23 +1,39 @@
 """The ingress's HTTP surface: its routes, their OpenAPI documentation, response headers.
 
-The request handling itself is the Ingress deployment's (``deployments/ingress.py``).
+The request handling itself is an ``Api``'s: the Ingress deployment
+(``deployments/ingress.py``) is one.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
+from multistage import paths
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
 from multistage.auth import ApiKeyAuth
 from multistage.http_errors import install_error_handlers
 
-if TYPE_CHECKING:
-    from deployments.ingress import Ingress
 
-API_VERSION = "v1"
+class Api(Protocol):
+    """The route handlers (FastAPI reads their parameters) and what the docs need."""
+
+    predict: Callable
+    predict_stream: Callable
+    predict_batch: Callable
+    get_prediction: Callable
+    cancel_prediction: Callable
+    prediction_events: Callable
+    models: Callable
+    healthz: Callable
+    request_schema: dict  # JSON Schema of one record
+    example_request: dict
+    max_batch_records: int
+    api_key: str | None
+    replica_id: str
 
 
 _EVENT_STREAM_DOC = {
@@ -46,7 +62,6 @@ _HEALTH_DOC = {
                 "status": "ok",
                 "deployments": {
                     "Ingress": "HEALTHY",
-                    "TabularModel": "HEALTHY",
                     "TicketStore": "HEALTHY",
                     "HeavyModel": "HEALTHY",
                 },
@@ -56,17 +71,17 @@ _HEALTH_DOC = {
 }
 
 
-def build_http_app(ingress: Ingress) -> FastAPI:
+def build_http_app(api: Api) -> FastAPI:
     app = FastAPI(
         title="Multistage prediction service",
-        version=API_VERSION,
+        version=paths.API_VERSION,
         description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
     )
     install_error_handlers(app)
     errors = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)}
     ticket_errors = {status: {"model": ErrorBody} for status in (401, 404, 422, 503)}
     stage_two_header = {
-        "X-Stage-Two-Status": {
+        paths.STAGE_TWO_HEADER: {
             "description": "stage_two.status: pending, rejected or unavailable",
             "schema": {"type": "string"},
         }
@@ -75,8 +90,8 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         "required": True,
         "content": {
             "application/json": {
-                "schema": ingress.parser.json_schema,
-                "example": ingress.schema.example,
+                "schema": api.request_schema,
+                "example": api.example_request,
             }
         },
     }
@@ -90,18 +105,18 @@ def build_http_app(ingress: Ingress) -> FastAPI:
                     "properties": {
                         "records": {
                             "type": "array",
-                            "items": ingress.parser.json_schema,
-                            "maxItems": ingress.limits.max_batch_records,
+                            "items": api.request_schema,
+                            "maxItems": api.max_batch_records,
                         }
                     },
                 },
-                "example": {"records": [ingress.schema.example]},
+                "example": {"records": [api.example_request]},
             }
         },
     }
     app.add_api_route(
-        f"/{API_VERSION}/predict",
-        ingress.predict,
+        paths.PREDICT,
+        api.predict,
         methods=["POST"],
         response_model=PredictResponse,
         responses={200: {"headers": stage_two_header}, **errors},
@@ -109,8 +124,8 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Stage one now, plus a ticket for stage two",
     )
     app.add_api_route(
-        f"/{API_VERSION}/predict/stream",
-        ingress.predict_stream,
+        paths.PREDICT_STREAM,
+        api.predict_stream,
         response_model=None,
         methods=["POST"],
         response_class=StreamingResponse,
@@ -119,8 +134,8 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Stage one and stage two as Server-Sent Events on one response",
     )
     app.add_api_route(
-        f"/{API_VERSION}/predict/batch",
-        ingress.predict_batch,
+        paths.PREDICT_BATCH,
+        api.predict_batch,
         methods=["POST"],
         response_model=BatchResponse,
         responses=errors,
@@ -128,8 +143,8 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Many records: stage one in one vectorised call, one ticket each",
     )
     app.add_api_route(
-        f"/{API_VERSION}/predictions/{{ticket}}/events",
-        ingress.prediction_events,
+        paths.PREDICTION_EVENTS,
+        api.prediction_events,
         response_model=None,
         methods=["GET"],
         response_class=StreamingResponse,
@@ -137,12 +152,14 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Stage two for an existing ticket as Server-Sent Events",
     )
     app.add_api_route(
-        f"/{API_VERSION}/predictions/{{ticket}}",
-        ingress.get_prediction,
+        paths.PREDICTION,
+        api.get_prediction,
         methods=["GET"],
         response_model=TicketView,
         responses={
-            200: {"description": "The ticket has ended: completed, failed, canceled or lost"},
+            200: {
+                "description": "The ticket has ended: completed, failed, canceled, rejected or lost"
+            },
             202: {"model": TicketView, "description": "Pending or running (with Retry-After)"},
             410: {"model": TicketView, "description": "Expired: deadline passed, or TTL"},
             **ticket_errors,
@@ -150,8 +167,8 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Stage two for a ticket (long-poll with ?wait=S)",
     )
     app.add_api_route(
-        f"/{API_VERSION}/predictions/{{ticket}}",
-        ingress.cancel_prediction,
+        paths.PREDICTION,
+        api.cancel_prediction,
         methods=["DELETE"],
         response_model=TicketView,
         responses={
@@ -163,34 +180,34 @@ def build_http_app(ingress: Ingress) -> FastAPI:
         summary="Cancel a ticket's stage two",
     )
     app.add_api_route(
-        f"/{API_VERSION}/models",
-        ingress.models,
+        paths.MODELS,
+        api.models,
         methods=["GET"],
         response_model=ModelsResponse,
         summary="Model names and versions, input schema, a valid example request",
     )
     app.add_api_route(
-        "/healthz",
-        ingress.healthz,
+        paths.HEALTHZ,
+        api.healthz,
         methods=["GET"],
         response_model=None,
         responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
         summary="Readiness: 200 only when every deployment runs",
     )
 
-    if ingress.api_key:
-        app.add_middleware(ApiKeyAuth, api_key=ingress.api_key)
+    if api.api_key:
+        app.add_middleware(ApiKeyAuth, api_key=api.api_key)
     # Added last, so it runs first: refusals name their replica too.
-    app.add_middleware(ServedBy, replica_id=ingress.replica_id)
+    app.add_middleware(ServedBy, replica_id=api.replica_id)
     return app
 
 
 class ServedBy:
-    """Names the ingress replica that answered (X-Ingress-Replica), to trace requests."""
+    """Names the ingress replica that answered (``INGRESS_REPLICA_HEADER``), to trace requests."""
 
     def __init__(self, app, replica_id: str) -> None:
         self._app = app
-        self._header = (b"x-ingress-replica", replica_id.encode())
+        self._header = (paths.INGRESS_REPLICA_HEADER.lower().encode(), replica_id.encode())
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

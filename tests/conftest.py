@@ -8,13 +8,15 @@ applications run side by side:
 - ``saturated`` at ``/saturated``: the same graph with a deliberately heavy stage
   two (a wide network, one photo per call and per pass), to fill its queue, a half-second
   event-stream heartbeat, and admission control at ``SATURATED_MAX_UNFINISHED``;
-- ``overloaded`` at ``/overloaded``: stage one takes one request at a time with a
-  queue of one, so a burst of requests is shed with 503s;
+- ``overloaded`` at ``/overloaded``: stage one sheds a request that finds its event loop
+  busy for more than a couple of milliseconds, so a burst of requests is partly shed
+  with 503s;
 - ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
   in production) and keeps results for ``GUARDED_TTL_S`` only.
 
 All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
-Prometheus metrics at ``metrics_url``.
+Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress, as
+``make run`` does (``configs/fast-path.env``); ``haproxy_dir`` holds its files.
 """
 
 import copy
@@ -22,15 +24,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import ray
 import torch
 import yaml
-from ray import serve
 
 from demo.net import build_model
 from demo.train import train_all
-from multistage.local_cluster import deploy_config, free_port
 from multistage.schema import RecordSchema
+from ops.local_cluster import deploy_config, free_port, local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
@@ -80,22 +80,23 @@ def metrics_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_url(service_config, metrics_port) -> str:
-    """Base URL of a live Serve HTTP proxy running the test applications."""
-    ray.init(
+def haproxy_dir(service_config, metrics_port) -> Path:
+    """The session's local cluster, behind HAProxy: the folder of HAProxy's files."""
+    with local_cluster(
         num_cpus=8,
-        include_dashboard=False,
         log_to_driver=False,
         _metrics_export_port=metrics_port,
         # Metrics reach the scrape endpoint within a second, not Ray's default ten.
         _system_config={"metrics_report_interval_ms": 1000},
-    )
-    try:
-        deploy_config(service_config)
-        yield f"http://127.0.0.1:{service_config['http_options']['port']}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    ) as run_dir:
+        yield run_dir
+
+
+@pytest.fixture(scope="session")
+def serve_url(haproxy_dir, service_config) -> str:
+    """Base URL of the live service (HAProxy) running the test applications."""
+    deploy_config(service_config)
+    return f"http://127.0.0.1:{service_config['http_options']['port']}"
 
 
 @pytest.fixture(scope="session")
@@ -143,23 +144,20 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     deployment_options(saturated, "Ingress")["num_replicas"] = 1
     use_slow_heavy_model(saturated, artifacts, max_batch_size=1)
     saturated["args"]["http"]["heartbeat_s"] = 0.5
-    saturated["args"]["tickets"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
+    saturated["args"]["ticket_policy"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
     # One record per call too: shared calls would drain a test's backlog too fast.
-    saturated["args"]["tickets"]["records_per_call"] = 1
+    saturated["args"]["ticket_policy"]["records_per_call"] = 1
 
     overloaded = copy.deepcopy(main)
     overloaded.update(name="overloaded", route_prefix="/overloaded")
     deployment_options(overloaded, "Ingress")["num_replicas"] = 1
-    deployment_options(overloaded, "TabularModel").update(
-        max_ongoing_requests=1, max_queued_requests=1
-    )
-    # One call at a time, one request waiting: the rest of a burst is shed at once.
-    overloaded["args"]["coalescing"] = {"max_in_flight": 1, "max_items": 1, "max_waiting": 1}
+    # A request that finds the loop busy for 2 ms is shed: in a burst, most are.
+    overloaded["args"]["http"]["shed_after_ms"] = 2
     guarded = copy.deepcopy(main)
     guarded.update(name="guarded", route_prefix="/guarded")
     guarded["runtime_env"]["env_vars"]["MULTISTAGE_API_KEY"] = API_KEY
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
-    guarded["args"]["tickets"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
+    guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
 
     config["applications"] = [main, saturated, overloaded, guarded]
     return config

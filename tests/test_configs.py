@@ -9,7 +9,7 @@ from ray.serve.schema import ServeDeploySchema
 from graphs.multistage import AppArgs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-DEPLOYMENTS = {"Ingress", "TabularModel", "TicketStore", "HeavyModel"}
+DEPLOYMENTS = {"Ingress", "TicketStore", "HeavyModel"}
 
 
 def _app(name: str) -> dict:
@@ -30,7 +30,7 @@ def test_config_is_valid_and_complete(name):
     heavy = options["HeavyModel"]
     # Calls in a replica, times records per call: more than a batch, so one can fill while
     # another runs.
-    per_call = app["args"]["tickets"]["records_per_call"]
+    per_call = app["args"]["ticket_policy"]["records_per_call"]
     assert heavy["max_ongoing_requests"] * per_call > heavy["user_config"]["max_batch_size"]
     assert heavy["autoscaling_config"]["min_replicas"] >= 1
 

@@ -2,11 +2,11 @@
 (Ray's ``Cluster`` utility): placement as ``configs/gpu.yaml`` asks for it, tickets across
 nodes, and the loss of the node under the heavy replica.
 
-Nodes: the head (the controller, the proxy and, by a resource of its own, the ticket
+Nodes: the head (the controller, HAProxy and, by a resource of its own, the ticket
 store), a front-end node and two accelerator nodes. A custom ``accelerator`` resource
 stands in for the GPU that ``configs/gpu.yaml`` asks for; the accelerator nodes carry the
 label that the config's CPU deployments select away from, and CPUs of their own, so only
-that label keeps the ingress and stage one on the front-end node.
+that label keeps the ingress (with stage one) on the front-end node.
 """
 
 import time
@@ -21,7 +21,7 @@ from ray import serve
 from ray.cluster_utils import Cluster
 from support import wait_until_ended
 
-from multistage.local_cluster import deploy_config, free_port, replica_actors
+from ops.local_cluster import cluster_environment, deploy_config, free_port, replica_actors
 
 # Runs before the session's cluster starts: a driver connects to one cluster at a time.
 pytestmark = pytest.mark.own_cluster
@@ -37,22 +37,23 @@ GPU_CONFIG = ROOT / "configs" / "gpu.yaml"
 def cluster():
     # No CPUs on the head, as on the manifest's head pod: CPU replicas can go to the
     # front-end node or, but for the label, the accelerator nodes.
-    cluster = Cluster(
-        initialize_head=True,
-        connect=True,
-        head_node_args={"num_cpus": 0, "resources": {"head": 1}, "include_dashboard": False},
-    )
-    try:
-        frontend = cluster.add_node(num_cpus=1)
-        accelerators = [
-            cluster.add_node(num_cpus=1, resources={ACCELERATOR: 1}, labels=ACCELERATOR_LABELS)
-            for _ in "ab"
-        ]
-        yield cluster, frontend, accelerators
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+    with cluster_environment():
+        cluster = Cluster(
+            initialize_head=True,
+            connect=True,
+            head_node_args={"num_cpus": 0, "resources": {"head": 1}, "include_dashboard": False},
+        )
+        try:
+            frontend = cluster.add_node(num_cpus=1)
+            accelerators = [
+                cluster.add_node(num_cpus=1, resources={ACCELERATOR: 1}, labels=ACCELERATOR_LABELS)
+                for _ in "ab"
+            ]
+            yield cluster, frontend, accelerators
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+            cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +72,14 @@ def placed_config(artifacts, port: int) -> dict:
     app = config["applications"][0]
     for name, selector in gpu_config_label_selectors().items():
         deployment_options(app, name)["ray_actor_options"]["label_selector"] = selector
-    for name in ("Ingress", "TabularModel"):
-        deployment_options(app, name)["num_replicas"] = 2  # Serve spreads replicas: more to stray
+    deployment_options(app, "Ingress")["num_replicas"] = 2  # Serve spreads replicas: more to stray
     # The store on the head, apart from the ingress: a resource of its own, no CPU.
     deployment_options(app, "TicketStore")["ray_actor_options"].update(
         num_cpus=0, resources={"head": 0.01}
     )
     # A slow stage two, four records per call, one call at a time: a backlog of tickets
     # is in flight when the node goes.
-    app["args"]["tickets"]["records_per_call"] = 4
+    app["args"]["ticket_policy"]["records_per_call"] = 4
     heavy = use_slow_heavy_model(app, artifacts, max_batch_size=4)
     heavy["ray_actor_options"] = {"num_cpus": 0.5, "resources": {ACCELERATOR: 1}}
     return config
@@ -106,8 +106,8 @@ def nodes_of(deployment: str) -> list[str]:
 
 def test_each_deployment_runs_on_its_kind_of_node(cluster, cluster_http, example):
     head_cluster, frontend, accelerators = cluster
-    assert set(gpu_config_label_selectors()) == {"Ingress", "TabularModel", "TicketStore"}
-    assert set(nodes_of("Ingress")) == set(nodes_of("TabularModel")) == {frontend.node_id}
+    assert set(gpu_config_label_selectors()) == {"Ingress", "TicketStore"}
+    assert set(nodes_of("Ingress")) == {frontend.node_id}
     assert nodes_of("TicketStore") == [head_cluster.head_node.node_id]
     assert set(nodes_of("HeavyModel")) <= {node.node_id for node in accelerators}
 

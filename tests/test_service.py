@@ -81,7 +81,7 @@ def test_healthz_reports_every_deployment(http):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["deployments"]) == {"Ingress", "TabularModel", "TicketStore", "HeavyModel"}
+    assert set(body["deployments"]) == {"Ingress", "TicketStore", "HeavyModel"}
 
 
 def test_models_endpoint_names_versions_and_a_working_example(http, artifacts):

@@ -1,19 +1,65 @@
-"""Operating a Serve app on a Ray cluster this process is connected to: deploy a config
-the way ``serve run <config>`` does, and kill replicas to inject faults.
+"""A local Ray cluster serving the application, for the tests and the benchmarks: start
+it with the fast path's environment, deploy a config the way ``serve run <config>`` does,
+kill replicas to inject faults, and stop it with nothing of it left running.
 
-Used by the tests and the fault-injection benchmark. ``serve_start`` is Serve's private
-entry point behind ``serve run``; if a Ray upgrade moves it, this is the one place to change.
+``serve_start`` is Serve's private entry point behind ``serve run``; if a Ray upgrade
+moves it, this is the one place to change.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import ray
 from ray import serve
 from ray.serve._private.api import serve_start
 from ray.serve.schema import ServeDeploySchema
+
+from ops import haproxy
+from ops.cluster_env import Proxy, local_cluster_env
+
+
+@contextlib.contextmanager
+def cluster_environment(proxy: Proxy = "haproxy") -> Iterator[Path]:
+    """This process's environment set for a local cluster behind ``proxy`` (every Ray
+    process started meanwhile inherits it); on exit, the environment is restored and any
+    HAProxy process of the cluster that outlived it is stopped. Yields HAProxy's folder.
+    """
+    # Short: HAProxy's admin socket path, below it, must fit a Unix socket's 108 bytes.
+    run_dir = Path(tempfile.mkdtemp(prefix="ms-hap-"))
+    env = local_cluster_env(proxy, run_dir, stats_port=free_port(), metrics_port=free_port())
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield run_dir
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        haproxy.stop(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_cluster(proxy: Proxy = "haproxy", **ray_init: object) -> Iterator[Path]:
+    """A one-node Ray cluster (``ray.init(**ray_init)``, no dashboard) behind ``proxy``;
+    Serve and Ray are shut down on exit. Yields HAProxy's folder."""
+    with cluster_environment(proxy) as run_dir:
+        ray.init(include_dashboard=False, **ray_init)
+        try:
+            yield run_dir
+        finally:
+            serve.shutdown()
+            ray.shutdown()
 
 
 def deploy_config(config: dict, timeout_s: float = 240) -> None:

@@ -1,0 +1,54 @@
+"""The ingress's calls to the ticket store, each bounded in time, over gRPC by value.
+
+A store that is restarting or swamped must not hold a client past its wait: reads give
+up after ``timeout_s`` beyond the wait they asked for (503, ``Retry-After``), and
+submissions are sent again by their queue. A call interrupted by the store's death is
+read as 'unavailable', not as 'lost': tickets on their way to the store survive its
+restart, and the store that replaces it answers truthfully for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ray.exceptions import RayActorError
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+from multistage.api import TicketView
+from multistage.handles import by_value
+from multistage.http_errors import TicketStoreUnavailable
+from multistage.wire import StoreLoad, Submission, WaitReply
+
+
+class TicketStoreClient:
+    def __init__(self, store: DeploymentHandle, timeout_s: float) -> None:
+        self._store = by_value(store)
+        self._timeout_s = timeout_s
+
+    async def submit(self, submissions: list[Submission]) -> StoreLoad:
+        """Hand the submissions to the store (those it already has are ignored there)."""
+        return await self._call(lambda: self._store.submit_many.remote(submissions))
+
+    async def view(self, ticket: str) -> TicketView:
+        return await self._read(lambda: self._store.view.remote(ticket))
+
+    async def cancel(self, ticket: str) -> TicketView:
+        return await self._read(lambda: self._store.cancel.remote(ticket))
+
+    async def wait_ended(self, ticket_ids: list[str], wait_s: float) -> WaitReply:
+        return await self._call(lambda: self._store.wait_ended.remote(ticket_ids, wait_s), wait_s)
+
+    async def _read(self, call: Callable[[], DeploymentResponse]) -> TicketView:
+        try:
+            return await self._call(call)
+        except (asyncio.TimeoutError, RayActorError):
+            raise TicketStoreUnavailable() from None
+
+    async def _call(self, call: Callable[[], DeploymentResponse], wait_s: float = 0.0):
+        response = call()
+        try:
+            return await asyncio.wait_for(response, timeout=wait_s + self._timeout_s)
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise
