@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `serve deploy` of configs/local.yaml to a running Ray cluster, as an operator does it:
-# start a head node, deploy through its dashboard, wait for `serve status` to say RUNNING,
-# check stage one and every ticket, check that the application's metrics counted every
-# request, stop the cluster.
+# start a head node with configs/fast-path.env in its environment (Serve's HAProxy
+# ingress), deploy through its dashboard, wait for `serve status` to say RUNNING, check
+# stage one and every ticket, check that the application's metrics counted every request,
+# stop the cluster and check that its HAProxy stopped with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -12,12 +13,24 @@ METRICS_PORT=${METRICS_PORT:-8080}
 # sends the token (from ~/.ray/auth_token) only in token mode.
 export RAY_AUTH_MODE=token
 make models
+# The fast path's environment, with this cluster's HAProxy files in a folder of its own.
+HAPROXY_DIR=$(mktemp -d /tmp/ms-hap-XXXXXX)
+eval "$($BIN/python -m ops.cluster_env "$HAPROXY_DIR")"
 
 # --block keeps `ray start` in the foreground: SIGTERM to it stops this cluster, and only it.
 $BIN/ray start --head --block --num-cpus=2 --port=0 --dashboard-port="$DASHBOARD_PORT" \
     --metrics-export-port="$METRICS_PORT" --disable-usage-stats &
 HEAD_PID=$!
-trap 'kill -TERM "$HEAD_PID" 2>/dev/null; wait "$HEAD_PID" || true' EXIT
+stop_cluster() {
+    kill -TERM "$HEAD_PID" 2>/dev/null
+    wait "$HEAD_PID" || true
+    # Its HAProxy, had it outlived the cluster, is found by its folder and stopped here
+    # (.ci/run then checks that no HAProxy at all is left).
+    $BIN/python -c "import sys; from ops import haproxy; print(haproxy.stop(sys.argv[1]), \
+        'HAProxy process(es) outlived the cluster and were stopped')" "$HAPROXY_DIR"
+    rm -rf "$HAPROXY_DIR"
+}
+trap stop_cluster EXIT
 ADDRESS="http://127.0.0.1:$DASHBOARD_PORT"
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...

@@ -31,6 +31,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     stage_two_p99_ms: float | None
+    stage_two_results: int  # tickets followed to their end (failures included)
     stage_two_failures: int
     load_generator_cpu: float  # CPU cores the load generator used, on average
 
@@ -86,6 +87,7 @@ def run_locust(
         p50_ms=float(post["50%"]),
         p99_ms=float(post["99%"]),
         stage_two_p99_ms=float(stage_two["99%"]) if stage_two else None,
+        stage_two_results=int(stage_two["Request Count"]) if stage_two else 0,
         stage_two_failures=int(stage_two["Failure Count"]) if stage_two else 0,
         load_generator_cpu=round((usage.ru_utime + usage.ru_stime) / wall, 2),
     )

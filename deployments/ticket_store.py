@@ -62,6 +62,7 @@ class _Ticket:
     deadline: float | None
     submitted_at: float  # when its ingress replica issued it
     stage_one_label: str | None
+    request_id: str = ""  # the HTTP request that issued it
     status: TicketStatus = "pending"
     started_at: float | None = None
     finished_at: float | None = None
@@ -194,6 +195,7 @@ class TicketStore:
             submission.deadline,
             issued_at,
             submission.stage_one_label,
+            submission.request_id,
         )
         self._unfinished += 1
         if self._unfinished > self._policy.max_unfinished:
@@ -222,9 +224,10 @@ class TicketStore:
         deadline: float | None,
         issued_at: float,
         stage_one_label: str | None,
+        request_id: str = "",
     ) -> _Ticket:
         self._make_room()
-        ticket = _Ticket(ticket_id, record, deadline, issued_at, stage_one_label)
+        ticket = _Ticket(ticket_id, record, deadline, issued_at, stage_one_label, request_id)
         self._tickets[ticket_id] = ticket
         return ticket
 
@@ -359,6 +362,7 @@ class TicketStore:
             "ticket finished",
             extra={
                 "ticket": ticket.id,
+                "http_request_id": ticket.request_id,
                 "status": status,
                 "error": error,
                 "time_to_result_ms": round(time_to_result_ms, 3),

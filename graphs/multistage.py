@@ -25,7 +25,7 @@ from multistage.auth import AuthArgs
 from multistage.config import HttpLimits, StoreCalls, TicketPolicy
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
-from multistage.ticket_ids import new_secret
+from multistage.ticket_ids import SigningArgs, load_secret
 
 
 class TabularModelArgs(BaseModel):
@@ -57,14 +57,15 @@ class AppArgs(BaseModel):
     ticket_policy: TicketPolicy = TicketPolicy()
     store_calls: StoreCalls = StoreCalls()
     auth: AuthArgs = AuthArgs()
+    signing: SigningArgs = SigningArgs()
 
 
 def build_app(args: AppArgs) -> Application:
     schema = RecordSchema.load(args.schema_path)
     models = model_infos(args)
-    # Signs ticket ids. Made per build: Serve rebuilds the app only when its args or code
-    # change, and then replaces the ticket store (and its tickets) too.
-    secret = new_secret()
+    # Signs ticket ids. Unless configured, made per build: Serve rebuilds the app only when
+    # its args or code change, and then replaces the ticket store (and its tickets) too.
+    secret = load_secret(args.signing)
     heavy = bind_heavy(args, schema, models)
     store = TicketStore.bind(heavy, policy=args.ticket_policy, secret=secret)
     return Ingress.bind(

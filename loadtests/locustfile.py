@@ -9,8 +9,9 @@ Users (pick by class name; all by default):
 
 - ``InteractiveUser``: posts a record, long-polls stage two's result, thinks, repeats.
 - ``StreamUser``: one camera or sensor feed, ``--stream-rate`` records per second
-  whatever the answers do; each result is fetched in the background. The number of
-  these users is the number of streams.
+  whatever the answers do; each result is fetched in the background, and a user that
+  stops first waits for the results it is still following (every ticket is followed to
+  its end). The number of these users is the number of streams.
 - ``RateUser``: posts at ``--stream-rate`` and never fetches stage two: N of them
   offer N x rate requests/s of open-loop load, as long as a request takes less than
   1/rate s, the latency bound the benchmark searches under.
@@ -29,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import gevent
+from gevent.pool import Group
 from locust import FastHttpUser, between, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
@@ -92,6 +93,8 @@ class ServiceUser(FastHttpUser):
     abstract = True
     # Long-polls from one user overlap: a stream fetches each result in the background.
     concurrency = 64
+    # How long a stopping user waits for the results it is still following.
+    FOLLOW_AT_STOP_S = 30
 
     def post_record(self) -> tuple[dict, str, float] | None:
         """Post the next record: (the answer, its true label, when it was sent) or None."""
@@ -157,6 +160,12 @@ class InteractiveUser(ServiceUser):
 class StreamUser(ServiceUser):
     """One feed at a fixed rate; results are fetched without holding up the next record."""
 
+    def on_start(self) -> None:
+        self._following = Group()
+
+    def on_stop(self) -> None:
+        self._following.join(timeout=self.FOLLOW_AT_STOP_S)
+
     def wait_time(self) -> float:
         return constant_throughput(self.environment.parsed_options.stream_rate)(self)
 
@@ -164,7 +173,7 @@ class StreamUser(ServiceUser):
     def frame(self) -> None:
         posted = self.post_record()
         if posted is not None:
-            gevent.spawn(self.follow_stage_two, *posted)
+            self._following.spawn(self.follow_stage_two, *posted)
 
 
 class RateUser(ServiceUser):

@@ -51,6 +51,11 @@ class StoreCalls(BaseModel):
         description="A store call unanswered this long is given up: a read answers 503, a "
         "submission is sent again.",
     )
+    by_value: bool = Field(
+        True,
+        description="Calls to the store over gRPC, by value (about half the CPU of Ray's "
+        "actor calls here); false: actor calls.",
+    )
 
 
 class TicketPolicy(BaseModel):

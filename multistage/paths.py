@@ -20,6 +20,8 @@ HEALTHZ = "/healthz"
 STAGE_TWO_HEADER = "X-Stage-Two-Status"
 # The ingress replica that answered, to trace a request.
 INGRESS_REPLICA_HEADER = "X-Ingress-Replica"
+# Serve's id of an HTTP request: the client's, or one Serve made (and answers with).
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def ticket_path(ticket: str, root_path: str = "") -> str:

@@ -1,4 +1,5 @@
-"""The ingress's calls to the ticket store, each bounded in time, over gRPC by value.
+"""The ingress's calls to the ticket store, each bounded in time, over gRPC by value
+(``store_calls.by_value``).
 
 A store that is restarting or swamped must not hold a client past its wait: reads give
 up after ``timeout_s`` beyond the wait they asked for (503, ``Retry-After``), and
@@ -22,8 +23,8 @@ from multistage.wire import StoreLoad, Submission, WaitReply
 
 
 class TicketStoreClient:
-    def __init__(self, store: DeploymentHandle, timeout_s: float) -> None:
-        self._store = by_value(store)
+    def __init__(self, store: DeploymentHandle, timeout_s: float, grpc: bool = True) -> None:
+        self._store = by_value(store) if grpc else store
         self._timeout_s = timeout_s
 
     async def submit(self, submissions: list[Submission]) -> StoreLoad:

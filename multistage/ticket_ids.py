@@ -12,8 +12,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 import struct
+
+from pydantic import BaseModel, Field
 
 _RANDOM_BYTES = 16
 _TAG_BYTES = 12
@@ -22,8 +25,37 @@ _ID_BYTES = _RANDOM_BYTES + _ISSUED_AT.size + _TAG_BYTES
 ID_LENGTH = (_ID_BYTES * 4 + 2) // 3  # 48 characters, base64url without padding
 
 
+_MIN_SECRET_BYTES = 16
+
+
+class SigningArgs(BaseModel):
+    secret_env: str = Field(
+        "MULTISTAGE_TICKET_SECRET",
+        description="Environment variable (where the app is built) holding the hex secret "
+        "that signs ticket ids; unset, each build of the app signs with a fresh secret.",
+    )
+
+
 def new_secret() -> bytes:
     return secrets.token_bytes(32)
+
+
+def load_secret(args: SigningArgs) -> bytes:
+    """The configured secret, else a fresh one.
+
+    A fixed secret keeps ids meaningful across builds of the app (a changed config, a new
+    cluster): an id from before then reads 'lost' rather than 'never issued'.
+    """
+    configured = os.environ.get(args.secret_env, "").strip()
+    if not configured:
+        return new_secret()
+    try:
+        secret = bytes.fromhex(configured)
+    except ValueError:
+        raise ValueError(f"{args.secret_env} must be hex") from None
+    if len(secret) < _MIN_SECRET_BYTES:
+        raise ValueError(f"{args.secret_env} must hold at least {_MIN_SECRET_BYTES} bytes")
+    return secret
 
 
 class TicketIds:

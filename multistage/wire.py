@@ -21,6 +21,7 @@ class Submission:
     record: Record
     deadline: float | None  # epoch seconds; None: no deadline
     stage_one_label: str  # to count how often stage two revises stage one
+    request_id: str = ""  # the HTTP request that issued the ticket (X-Request-ID), for logs
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def local_cluster_env(
     replace HAProxy's defaults (8404, 9101), e.g. to run beside another cluster.
     """
     if proxy == "python":
-        return {}
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}  # whatever the caller's environment says
     run_dir.mkdir(parents=True, exist_ok=True)
     env = fast_path_env() | {
         # A stopping ingress replica keeps serving this long so that HAProxy can stop

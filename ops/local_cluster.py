@@ -27,14 +27,18 @@ from ops.cluster_env import Proxy, local_cluster_env
 
 
 @contextlib.contextmanager
-def cluster_environment(proxy: Proxy = "haproxy") -> Iterator[Path]:
-    """This process's environment set for a local cluster behind ``proxy`` (every Ray
-    process started meanwhile inherits it); on exit, the environment is restored and any
-    HAProxy process of the cluster that outlived it is stopped. Yields HAProxy's folder.
+def cluster_environment(
+    proxy: Proxy = "haproxy", extra_env: dict[str, str] | None = None
+) -> Iterator[Path]:
+    """This process's environment set for a local cluster behind ``proxy``, plus
+    ``extra_env`` (every Ray process started meanwhile inherits it); on exit, the
+    environment is restored and any HAProxy process of the cluster that outlived it is
+    stopped. Yields HAProxy's folder.
     """
     # Short: HAProxy's admin socket path, below it, must fit a Unix socket's 108 bytes.
     run_dir = Path(tempfile.mkdtemp(prefix="ms-hap-"))
     env = local_cluster_env(proxy, run_dir, stats_port=free_port(), metrics_port=free_port())
+    env |= extra_env or {}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
@@ -50,11 +54,14 @@ def cluster_environment(proxy: Proxy = "haproxy") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def local_cluster(proxy: Proxy = "haproxy", **ray_init: object) -> Iterator[Path]:
+def local_cluster(
+    proxy: Proxy = "haproxy", extra_env: dict[str, str] | None = None, **ray_init: object
+) -> Iterator[Path]:
     """A one-node Ray cluster (``ray.init(**ray_init)``, no dashboard) behind ``proxy``;
     Serve and Ray are shut down on exit. Yields HAProxy's folder."""
-    with cluster_environment(proxy) as run_dir:
-        ray.init(include_dashboard=False, **ray_init)
+    with cluster_environment(proxy, extra_env) as run_dir:
+        # "local": a new cluster, never one Ray recorded earlier on this machine.
+        ray.init(address="local", include_dashboard=False, **ray_init)
         try:
             yield run_dir
         finally:

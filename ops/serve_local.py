@@ -31,7 +31,10 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="ms-hap-"))
     env = os.environ | local_cluster_env(args.proxy, run_dir)
     serve = Path(sys.executable).with_name("serve")
-    child = subprocess.Popen([str(serve), "run", str(args.config)], env=env)
+    # A cluster of its own ("local"): by default serve run joins whatever cluster Ray last
+    # recorded on this machine, even one that has stopped.
+    command = [str(serve), "run", "--address", "local", str(args.config)]
+    child = subprocess.Popen(command, env=env)
     # The terminal sends Ctrl-C to serve run itself: wait for it to stop its cluster.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())

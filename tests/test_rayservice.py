@@ -21,6 +21,8 @@ from pydantic import (
 )
 from ray.serve.schema import ServeDeploySchema
 
+from ops.cluster_env import fast_path_env
+
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MANIFEST = CONFIGS / "rayservice.yaml"
 SERVE_CONFIG = CONFIGS / "gpu.yaml"
@@ -59,11 +61,18 @@ class Port(Closed):
     hostIP: Unused = None
 
 
+class EnvVar(Closed):
+    name: str
+    value: str | None = None
+    valueFrom: Unused = None
+
+
 class Container(Open):
     name: str
     image: str
     resources: Resources
     ports: list[Port] = []
+    env: list[EnvVar] = []
 
 
 class PodSpec(Open):
@@ -286,3 +295,14 @@ def _cpus(quantity: Quantity) -> int:
     """A CPU quantity ("8", "500m") as Ray counts it: rounded up to whole CPUs."""
     text = str(quantity)
     return math.ceil(float(text[:-1]) / 1000 if text.endswith("m") else float(text))
+
+
+def test_every_pod_runs_the_fast_path(service: RayService) -> None:
+    """configs/fast-path.env is in every Ray container's environment: Serve's controller
+    reads it at start, and HAProxy runs on every node (proxy_location: EveryNode)."""
+    spec = service.spec.rayClusterConfig
+    templates = [spec.headGroupSpec.template] + [g.template for g in spec.workerGroupSpecs]
+    for template in templates:
+        for container in template.spec.containers:
+            env = {var.name: var.value for var in container.env}
+            assert fast_path_env().items() <= env.items(), container.name

@@ -1,0 +1,124 @@
+"""Stage two under the benchmark: a flood that keeps it saturated, its throughput, its
+draining, and its replicas over time."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from multistage import paths
+from multistage.records import RecordParser
+from multistage.schema import RecordSchema
+from multistage.ticket_ids import TicketIds
+from multistage.wire import Submission
+
+APP = "multistage"
+BACKLOG = 256  # unfinished tickets that keep stage two saturated: 4x what a replica holds
+
+
+@functools.cache
+def store() -> DeploymentHandle:
+    """One handle for every poll: each new handle sets up its own routing."""
+    return serve.get_deployment_handle("TicketStore", APP)
+
+
+def unfinished() -> int:
+    return store().stats.remote().result().unfinished
+
+
+def drain(timeout_s: float = 120) -> None:
+    """Wait until stage two has no unfinished ticket."""
+    deadline = time.monotonic() + timeout_s
+    while unfinished() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+class Flood:
+    """Keeps at least ``BACKLOG`` tickets unfinished, submitted straight to the ticket store
+    (ids signed with the app's secret), topped up rather than flooded: the ingress serves
+    only the measured requests, so any slowdown of theirs is stage two's doing."""
+
+    def __init__(self, schema_path: Path, example: dict, secret: bytes) -> None:
+        record = RecordParser(RecordSchema.load(schema_path)).parse(json.dumps(example).encode())
+        self._record = record
+        self._ids = TicketIds(secret)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._top_up_forever, daemon=True)
+
+    def __enter__(self) -> Flood:
+        self._thread.start()
+        time.sleep(3)  # let the queue fill
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        drain()
+
+    def _top_up_forever(self) -> None:
+        while not self._stop.is_set():
+            if unfinished() < BACKLOG:
+                submissions = [
+                    Submission(self._ids.issue(time.time()), self._record, None, "ok")
+                    for _ in range(64)
+                ]
+                store().submit_many.remote(submissions).result()
+            else:
+                time.sleep(0.05)
+
+
+def throughput(url: str, example: dict, records: int) -> float:
+    """Records/s from the first submission until the store has no unfinished ticket."""
+    with httpx.Client(timeout=60) as client:
+        started = time.monotonic()
+        tickets = []
+        for _ in range(records // 64):
+            body = {"records": [example] * 64}
+            answer = client.post(f"{url}{paths.PREDICT_BATCH}", json=body).raise_for_status()
+            tickets += [item["ticket"] for item in answer.json()["results"]]
+        time.sleep(0.2)  # the last submissions reach the store
+        while unfinished():
+            time.sleep(0.2)  # each poll costs CPU that stage two would otherwise get
+        elapsed = time.monotonic() - started
+        # Reading results is not part of the throughput; checking a sample of them is.
+        sample = tickets[::16]
+        ended = {client.get(f"{url}{paths.ticket_path(t)}").json()["status"] for t in sample}
+    if None in tickets or ended != {"completed"}:
+        raise RuntimeError(f"stage two did not complete every record: {ended}")
+    return round(len(tickets) / elapsed, 1)
+
+
+class ReplicaSampler:
+    """Heavy replicas running, sampled every second while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self.timeline: list[dict] = []
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ReplicaSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def replicas(self) -> int:
+        return self.timeline[-1]["heavy_replicas"] if self.timeline else 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            status = serve.status().applications[APP].deployments["HeavyModel"]
+            running = status.replica_states.get("RUNNING", 0)
+            elapsed = round(time.monotonic() - self.started, 1)
+            self.timeline.append({"t": elapsed, "heavy_replicas": running})
+            time.sleep(1)

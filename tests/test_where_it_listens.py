@@ -1,0 +1,87 @@
+"""Under Serve's HAProxy ingress the service listens only where its config says.
+
+``configs/local.yaml`` binds ``127.0.0.1``: HAProxy's HTTP frontend, its stats and
+Prometheus listeners (``ops/haproxy-bind-as-configured``; Ray 2.60 writes them for all
+interfaces) and the ingress replicas' own HTTP servers must all be on loopback.
+"""
+
+import subprocess
+
+import psutil
+import pytest
+from conftest import ROOT
+
+from ops import haproxy
+
+WRAPPER = ROOT / "ops" / "haproxy-bind-as-configured"
+# The lines of HAProxy's config that Ray 2.60 writes for these listeners, trimmed.
+RAY_CONFIG = """global
+    stats socket /tmp/x/admin.sock mode 666 level admin expose-fd listeners
+frontend prometheus
+    bind :9101
+    mode http
+frontend http_frontend
+    bind {host}:8000
+    acl healthcheck path -i /-/healthz
+backend http-multistage
+    server SERVE_REPLICA_x 127.0.0.1:30000 check
+listen stats
+  bind *:8404
+  stats enable
+"""
+
+
+def _listening(process: psutil.Process) -> set[tuple[str, int]]:
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in process.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+def test_haproxy_and_the_ingress_listen_on_loopback_only(serve_url, haproxy_dir):
+    (process,) = haproxy.processes(haproxy_dir)  # one HAProxy, stats and metrics included
+    addresses = _listening(process)
+    assert len(addresses) == 3, addresses
+    assert {ip for ip, _ in addresses} == {"127.0.0.1"}
+
+    # The replicas' own HTTP servers, as HAProxy's config names them (Ray's worker ports,
+    # in the same processes, listen on every interface: see the README).
+    (config,) = haproxy_dir.glob("*/haproxy.cfg")
+    routed = {
+        int(line.split()[2].rsplit(":", 1)[1])
+        for line in config.read_text().splitlines()
+        if line.strip().startswith("server SERVE_REPLICA_multistage-Ingress")
+    }
+    ingress = [
+        replica
+        for replica in psutil.process_iter(["cmdline"])
+        if "ServeReplica:multistage:Ingress" in " ".join(replica.info["cmdline"] or [])
+    ]
+    bound = {address for replica in ingress for address in _listening(replica)}
+    assert len(routed) == 2  # the session runs two ingress replicas
+    assert {(ip, port) for ip, port in bound if port in routed} == {
+        ("127.0.0.1", port) for port in routed
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "stats", "metrics"),
+    [("127.0.0.1", "127.0.0.1:8404", "127.0.0.1:9101"), ("*", "*:8404", ":9101")],
+)
+def test_the_wrapper_binds_stats_and_metrics_where_the_frontend_is(tmp_path, host, stats, metrics):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(RAY_CONFIG.format(host=host))
+    binary = tmp_path / "haproxy"
+    binary.write_text('#!/bin/sh\necho "$@"\n')
+    binary.chmod(0o755)
+    ran = subprocess.run(
+        [WRAPPER, "-db", "-f", config, "-dR"],
+        env={"MULTISTAGE_HAPROXY_BINARY": str(binary), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.split() == ["-db", "-f", str(config), "-dR"]  # HAProxy's own arguments
+    binds = [line.split()[1] for line in config.read_text().splitlines() if "bind " in line]
+    assert binds == [metrics, f"{host}:8000", stats]
