@@ -37,7 +37,15 @@ from benchmarks.serve_process import wait_healthy
 from multistage import paths
 from multistage.api import UNFINISHED
 from multistage.schema import RecordSchema
-from ops.local_cluster import deploy_config, free_port, kill, local_cluster, replica_actors
+from ops import haproxy
+from ops.local_cluster import (
+    deploy_config,
+    free_port,
+    kill,
+    local_cluster,
+    replica_actors,
+    replica_ids,
+)
 
 APP = "multistage"
 BATCH = 8  # records per POST: the heavy model gets real batches to die under
@@ -55,11 +63,14 @@ class Fault:
     victims: Callable[[], list] = list  # the replica actors to kill
     bad_records: bool = False  # one record per POST the model fails on
     disconnecting_clients: bool = False  # streams closed right after the ticket arrives
+    routed_by_haproxy: bool = False  # the victim is an ingress replica HAProxy routes to
 
 
 FAULTS = {
     "heavy replica killed mid-batch": Fault(lambda: replica_actors(APP, "HeavyModel")),
-    "ingress replica killed": Fault(lambda: replica_actors(APP, "Ingress")[:1]),
+    "ingress replica killed": Fault(
+        lambda: replica_actors(APP, "Ingress")[:1], routed_by_haproxy=True
+    ),
     "ticket store replica killed": Fault(lambda: replica_actors(APP, "TicketStore")),
     "bad record in every batch": Fault(bad_records=True),
     "clients disconnect after the ticket": Fault(disconnecting_clients=True),
@@ -74,6 +85,7 @@ class Run:
     without_ticket: Counter = field(default_factory=Counter)  # by stage_two status
     failed_reads: Counter = field(default_factory=Counter)  # ticket reads that got no answer
     post_ms: list[float] = field(default_factory=list)  # how long each POST took (stage one)
+    haproxy_stopped_routing_s: float | None = None  # after the kill, to the killed replica
 
 
 async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
@@ -118,7 +130,19 @@ async def _follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
     return view
 
 
-async def _load(url: str, example: dict, fault: Fault, seconds: float) -> Run:
+async def _haproxy_stops_routing(run_dir: Path, replica_id: str, run: Run) -> None:
+    """When HAProxy marks the killed ingress replica's server anything but UP (or drops it)."""
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    while time.monotonic() < deadline:
+        states = await asyncio.to_thread(haproxy.server_states, run_dir)
+        mine = [state for name, state in states.items() if name.endswith(replica_id)]
+        if not mine or mine[0] != "UP":
+            run.haproxy_stopped_routing_s = round(time.time() - run.fault_at, 2)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _load(url: str, example: dict, fault: Fault, seconds: float, run_dir: Path) -> Run:
     run = Run()
     records = [example] * BATCH
     if fault.bad_records:
@@ -127,14 +151,20 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float) -> Run:
     if fault.disconnecting_clients:
         send, records = _stream_and_leave, [example]
     victims = fault.victims()
+    watched = replica_ids(APP, "Ingress")[0] if fault.routed_by_haproxy else None
+    watchers = []
 
-    async def client_session(client: httpx.AsyncClient, strike: bool) -> None:
+    async def client_session(
+        client: httpx.AsyncClient, reader: httpx.AsyncClient, strike: bool
+    ) -> None:
         started = time.perf_counter()
         posted = asyncio.create_task(send(client, records, run))
         if strike:
             await asyncio.sleep(STRIKE_AFTER_S)  # its records wait in the heavy replica
             run.fault_at = time.time()
             await asyncio.to_thread(kill, victims)  # ray.kill blocks: keep other clients going
+            if watched:
+                watchers.append(asyncio.create_task(_haproxy_stops_routing(run_dir, watched, run)))
         try:
             tickets = await posted
             run.post_ms.append((time.perf_counter() - started) * 1000)
@@ -144,15 +174,21 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float) -> Run:
         except (httpx.HTTPError, ValueError) as error:
             run.refused[type(error).__name__] += 1
             return
-        run.views += await asyncio.gather(*(_follow(client, t, run) for t in tickets))
+        run.views += await asyncio.gather(*(_follow(reader, t, run) for t in tickets))
 
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    # Posts and long-polls on pools of their own, with no cap: a capped pool full of
+    # long-polls held POSTs back in this client, which read as slow POSTs.
+    limits = httpx.Limits(max_connections=None)
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client,
+        httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as reader,
+    ):
         sessions = []
         for i in range(round(seconds * RATE)):
             strike = i == round(seconds * RATE / 3)
-            sessions.append(asyncio.create_task(client_session(client, strike)))
+            sessions.append(asyncio.create_task(client_session(client, reader, strike)))
             await asyncio.sleep(1 / RATE)
-        await asyncio.gather(*sessions)
+        await asyncio.gather(*sessions, *watchers)
     return run
 
 
@@ -180,6 +216,7 @@ def _tally(run: Run) -> dict:
         "failed_reads": dict(run.failed_reads),
         "first_completion_after_fault_s": round(min(after_fault), 2) if after_fault else None,
         "post_ms": percentiles(run.post_ms) | {"max": round(max(run.post_ms), 1)},
+        "haproxy_stopped_routing_s": run.haproxy_stopped_routing_s,
     }
 
 
@@ -204,7 +241,13 @@ def _print_table(results: dict) -> None:
         cells = "".join(f"{row[c]:>11}" for c in columns)
         notes = {
             k: row[k]
-            for k in ("failed_by_reason", "refused_posts", "records_without_ticket", "failed_reads")
+            for k in (
+                "failed_by_reason",
+                "refused_posts",
+                "records_without_ticket",
+                "failed_reads",
+                "haproxy_stopped_routing_s",
+            )
             if row[k]
         }
         recovery = f"{row['first_completion_after_fault_s']!s:>10}"
@@ -222,12 +265,12 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     results: dict = {"load": {"posts_per_s": RATE, "records_per_post": BATCH}, "faults": {}}
-    with local_cluster(num_cpus=4, log_to_driver=False):
+    with local_cluster(num_cpus=4, log_to_driver=False) as run_dir:
         deploy_config(_config(port))
         for name, fault in FAULTS.items():
             wait_healthy(url, timeout_s=120)
             print(f"-- {name}", flush=True)
-            run = asyncio.run(_load(url, example, fault, args.seconds))
+            run = asyncio.run(_load(url, example, fault, args.seconds, run_dir))
             results["faults"][name] = _tally(run)
     write_results(args.out, results)
     _print_table(results)

@@ -10,6 +10,9 @@ anyone else's by that folder in their command line, and only they are stopped.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import socket
 from pathlib import Path
 
 import psutil
@@ -46,3 +49,19 @@ def stop(run_dir: Path, timeout_s: float = 5.0) -> int:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     return len(left)
+
+
+def server_states(run_dir: Path) -> dict[str, str]:
+    """Each backend server's status as HAProxy sees it now ("UP", "DOWN", ...), by server
+    name (``SERVE_REPLICA_<app>-<deployment>-<replica id>``), read from its admin socket."""
+    states = {}
+    for admin in run_dir.glob("*/admin.sock"):
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.connect(str(admin))
+            connection.sendall(b"show stat\n")
+            reply = b"".join(iter(lambda: connection.recv(65536), b""))
+        rows = csv.DictReader(io.StringIO(reply.decode().lstrip("# ")))
+        for row in rows:
+            if row["svname"] not in ("FRONTEND", "BACKEND"):
+                states[row["svname"]] = row["status"]
+    return states

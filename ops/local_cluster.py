@@ -84,15 +84,22 @@ def deploy_config(config: dict, timeout_s: float = 240) -> None:
         time.sleep(1)
 
 
-def replica_actors(app: str, deployment: str) -> list[ray.actor.ActorHandle]:
-    """Handles to the replica actors of a deployment, in a stable order."""
+def replica_ids(app: str, deployment: str) -> list[str]:
+    """The ids of a deployment's replicas, in a stable order."""
     prefix = f"SERVE_REPLICA::{app}#{deployment}#"
-    names = sorted(
-        actor["name"]
+    return sorted(
+        actor["name"].removeprefix(prefix)
         for actor in ray.util.list_named_actors(all_namespaces=True)
         if actor["name"].startswith(prefix)
     )
-    return [ray.get_actor(name, namespace="serve") for name in names]
+
+
+def replica_actors(app: str, deployment: str) -> list[ray.actor.ActorHandle]:
+    """Handles to the replica actors of a deployment, in a stable order."""
+    return [
+        ray.get_actor(f"SERVE_REPLICA::{app}#{deployment}#{replica}", namespace="serve")
+        for replica in replica_ids(app, deployment)
+    ]
 
 
 def kill(actors: list[ray.actor.ActorHandle]) -> int:
