@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from graphs.multistage import AppArgs, bind_heavy, model_infos
+from multistage import paths
 from multistage.model_io import load_booster, xgboost_probabilities
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema
@@ -81,7 +82,7 @@ def bare_starlette(model_path: str, schema_path: str) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
-        routes=[Route("/v1/predict", predict, methods=["POST"]), Route("/healthz", healthz)]
+        routes=[Route(paths.PREDICT, predict, methods=["POST"]), Route(paths.HEALTHZ, healthz)]
     )
 
 

@@ -302,6 +302,7 @@ def run_cluster(proxy: str, parts: list[str], args, bare: str | None, env: dict)
         print(f"== behind {proxy}: deploying the service and its baselines...", flush=True)
         deploy_config(config)
         wait_healthy(url, 60)
+        stage_two.store.cache_clear()  # a handle into this cluster, not the last one
         example = httpx.get(f"{url}{paths.MODELS}").json()["example_request"]
         bench = Bench(url, config, example, args, bare)
         for part in parts:
@@ -331,10 +332,12 @@ def main() -> None:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown parts {sorted(unknown)}; parts: {', '.join(PARTS)}")
-    # Backgrounded, this process ignores SIGINT: let SIGTERM run the clean-up too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    # Backgrounded, this process ignores SIGINT: let SIGTERM run the clean-up too (each
+    # local cluster makes SIGTERM unwind through its own clean-up as well).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {SECRET_ENV: args.secret}
     results: dict = {}
+    series: dict = {}
     with bare_starlette() as bare:
         for proxy in args.proxies.split(","):
             if proxy == "haproxy":
@@ -346,24 +349,26 @@ def main() -> None:
                 wanted = [p for p in parts if p == "cpu"]
                 metrics_on = env | {"RAY_SERVE_HAPROXY_METRICS_ENABLED": "1"}
                 results["haproxy_metrics"] = run_cluster("haproxy", wanted, args, None, metrics_on)
-    _plot(results)
-    for cluster in results.values():
-        cluster.get("throughput", {}).pop("series", None)
-    write_results(args.out, results, echo=False)
+            for cluster, figures in results.items():
+                if trials := figures.get("throughput", {}).pop("series", None):
+                    series[cluster] = trials
+            write_results(args.out, results, echo=False)  # after each cluster: kept if one fails
+    _plot(series)
     table = report_table(results)
     print(table)
     args.out.with_suffix(".md").write_text(table + "\n")
 
 
-def _plot(results: dict) -> None:
-    series = {
+def _plot(series: dict[str, dict[str, list[LoadResult]]]) -> None:
+    """Stage one's and the no-op app's latency against load, for each proxy."""
+    lines = {
         f"{name} ({cluster})": trials
-        for cluster, figures in results.items()
-        for name, trials in figures.get("throughput", {}).get("series", {}).items()
+        for cluster, by_name in series.items()
+        for name, trials in by_name.items()
         if name != "streams"
     }
-    if series:
-        plots.latency_vs_load(series, BOUND.p99_ms, ROOT / "results" / "latency_vs_load.png")
+    if lines:
+        plots.latency_vs_load(lines, BOUND.p99_ms, ROOT / "results" / "latency_vs_load.png")
 
 
 def report_table(results: dict) -> str:

@@ -35,8 +35,7 @@ class Bound:
 
 
 def _all_completed(result: LoadResult) -> bool:
-    answered = result.requests - result.failures
-    return result.stage_two_results >= answered and result.stage_two_failures == 0
+    return result.stage_one_answers > 0 and result.stage_two_completed == result.stage_one_answers
 
 
 def highest_held(

@@ -7,6 +7,7 @@ parsed here, and its CPU use is taken from the kernel's accounting of the child.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from multistage import paths
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 STEP_SHAPE = LOCUSTFILE.with_name("step_shape.py")
@@ -31,8 +34,12 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     stage_two_p99_ms: float | None
-    stage_two_results: int  # tickets followed to their end (failures included)
     stage_two_failures: int
+    # From the scorecard, counted once every user has stopped (locust's CSV is written
+    # before the last followed tickets end): answers with stage one, and of their tickets
+    # those followed to a completed stage two.
+    stage_one_answers: int
+    stage_two_completed: int
     load_generator_cpu: float  # CPU cores the load generator used, on average
 
     @property
@@ -46,7 +53,7 @@ def run_locust(
     users: int,
     seconds: float,
     rate: float = 10.0,
-    path: str = "/v1/predict",
+    path: str = paths.PREDICT,
     history_csv: Path | None = None,
     shape: list[str] | None = None,
 ) -> LoadResult:
@@ -54,12 +61,14 @@ def run_locust(
     ``shape`` (step options), as many as ``loadtests/step_shape.py`` says."""
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "run"
+        scorecard = Path(tmp) / "scorecard.json"
         command = [
             sys.executable, "-m", "locust", "--host", url,
             "-f", ",".join(map(str, [LOCUSTFILE] + ([STEP_SHAPE] if shape else []))),
             "--headless", "--only-summary", "-u", str(users), "-r", str(users),
             "-t", f"{seconds:g}s", "--stop-timeout", "15", "--csv", str(prefix),
             "--stream-rate", f"{rate:g}", "--predict-path", path, "--exit-code-on-error", "0",
+            "--scorecard", str(scorecard),
             *(["--csv-full-history"] if history_csv else []), *(shape or []), user,
         ]  # fmt: skip
         log = Path(tmp) / "locust.log"
@@ -72,6 +81,7 @@ def run_locust(
         if (code := os.waitstatus_to_exitcode(status)) != 0:
             raise RuntimeError(f"locust exited {code}:\n{log.read_text()[-3000:]}")
         rows = {(r["Type"], r["Name"]): r for r in _csv(Path(f"{prefix}_stats.csv"))}
+        score = json.loads(scorecard.read_text())
         if history_csv:
             history_csv.parent.mkdir(parents=True, exist_ok=True)
             history_csv.write_bytes(Path(f"{prefix}_stats_history.csv").read_bytes())
@@ -87,8 +97,9 @@ def run_locust(
         p50_ms=float(post["50%"]),
         p99_ms=float(post["99%"]),
         stage_two_p99_ms=float(stage_two["99%"]) if stage_two else None,
-        stage_two_results=int(stage_two["Request Count"]) if stage_two else 0,
         stage_two_failures=int(stage_two["Failure Count"]) if stage_two else 0,
+        stage_one_answers=score["stage_one_answers"],
+        stage_two_completed=score["stage_two_results"],
         load_generator_cpu=round((usage.ru_utime + usage.ru_stime) / wall, 2),
     )
 

@@ -14,19 +14,20 @@ import time
 import httpx
 
 from benchmarks.report import percentiles, run_benchmark
+from multistage import paths
 
 WARMUP = 20
 
 
 def measure(url: str, requests: int) -> dict:
     with httpx.Client(base_url=url, timeout=30) as client:
-        example = client.get("/v1/models").raise_for_status().json()["example_request"]
+        example = client.get(paths.MODELS).raise_for_status().json()["example_request"]
         for _ in range(WARMUP):
-            client.post("/v1/predict", json=example).raise_for_status()
+            client.post(paths.PREDICT, json=example).raise_for_status()
         client_ms, server_ms, tickets = [], [], []
         for _ in range(requests):
             started = time.perf_counter()
-            answer = client.post("/v1/predict", json=example).raise_for_status().json()
+            answer = client.post(paths.PREDICT, json=example).raise_for_status().json()
             client_ms.append((time.perf_counter() - started) * 1000)
             server_ms.append(answer["stage_one"]["latency_ms"])
             tickets.append(answer["stage_two"]["url"])

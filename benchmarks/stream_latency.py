@@ -14,13 +14,14 @@ import httpx
 from httpx_sse import connect_sse
 
 from benchmarks.report import percentiles, run_benchmark
+from multistage import paths
 
 WARMUP = 10
 
 
 def measure(url: str, requests: int) -> dict:
     with httpx.Client(base_url=url, timeout=30) as client:
-        example = client.get("/v1/models").raise_for_status().json()["example_request"]
+        example = client.get(paths.MODELS).raise_for_status().json()["example_request"]
         for _ in range(WARMUP):
             one_stream(client, example)
         timings = [one_stream(client, example) for _ in range(requests)]
@@ -35,7 +36,7 @@ def one_stream(client: httpx.Client, example: dict) -> dict[str, float]:
     """Milliseconds from sending the POST to each event's arrival."""
     started = time.perf_counter()
     arrivals = {}
-    with connect_sse(client, "POST", "/v1/predict/stream", json=example) as events:
+    with connect_sse(client, "POST", paths.PREDICT_STREAM, json=example) as events:
         for event in events.iter_sse():
             arrivals[event.event] = (time.perf_counter() - started) * 1000
     if set(arrivals) != {"stage1", "stage2"}:

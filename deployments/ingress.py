@@ -72,6 +72,9 @@ DEADLINE_QUERY = Query(
     ),
 )
 WAIT_QUERY = Query(0.0, ge=0, description="Seconds to wait for stage two (long-poll); capped.")
+# A shared wait ends after this long even if none of its tickets has: its tickets then
+# join the next, so waits on slow tickets merge instead of piling up.
+SHARED_WAIT_S = 1.0
 
 
 class BatchRequest(BaseModel):
@@ -115,7 +118,7 @@ class Ingress:
         self._watcher = TicketWatcher(
             self._store.wait_ended,
             every_s=store_calls.every_s,
-            call_wait_s=limits.heartbeat_s,
+            call_wait_s=SHARED_WAIT_S,
             on_load=self._submissions.gate.report,
         )
         self._backlog = LoopBacklog(shed_after_s=limits.shed_after_ms / 1000)

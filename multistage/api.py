@@ -8,6 +8,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from multistage.paths import ticket_path
+
 TicketStatus = Literal[
     "pending", "running", "completed", "failed", "canceled", "rejected", "expired", "lost"
 ]
@@ -23,7 +25,7 @@ _STAGE_ONE = {
     "latency_ms": 13.2,
     "batch_size": None,
 }
-_STAGE_TWO = {"status": "pending", "url": f"/v1/predictions/{_TICKET}", "error": None}
+_STAGE_TWO = {"status": "pending", "url": ticket_path(_TICKET), "error": None}
 _PREDICT_EXAMPLE = {"ticket": _TICKET, "stage_one": _STAGE_ONE, "stage_two": _STAGE_TWO}
 _TICKET_EXAMPLE = {
     "ticket": _TICKET,

@@ -3,8 +3,10 @@
 A long-poll or an event stream used to cost a store call each. Here each ticket that
 clients of this replica wait on is covered by one shared wait call to the store: a
 newly watched ticket joins the next call (calls leave at most every ``every_s``), a
-call returns as soon as any of its tickets has ended, and its other tickets join the
-next. Under load, many clients' tickets share each call.
+call returns as soon as any of its tickets has ended, or after ``call_wait_s``, and its
+other tickets join the next. Under load, many clients' tickets share each call; a
+short ``call_wait_s`` and a cap on calls in flight keep waits on a backlogged stage
+two merging into few calls, rather than one more every ``every_s``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ logger = logging.getLogger("ray.serve")
 
 WaitCall = Callable[[list[str], float], Awaitable[WaitReply]]
 _RETRY_AFTER_FAILURE_S = 0.5
+MAX_CALLS = 16
 
 
 class TicketWatcher:
@@ -63,8 +66,8 @@ class TicketWatcher:
                 self._uncovered.discard(ticket)
 
     def _schedule_call(self) -> None:
-        if self._next_call is not None or not self._uncovered:
-            return
+        if self._next_call is not None or not self._uncovered or len(self._calls) >= MAX_CALLS:
+            return  # at the cap, the next call to return schedules one for them
         delay = max(0.0, self._last_call_at + self._every_s - time.monotonic())
         # In a fresh context: Serve cancels a call made in a request's context when that
         # client disconnects, and this call is every waiting client's.
@@ -94,5 +97,6 @@ class TicketWatcher:
                 for future in self._waiters.pop(view.ticket, ()):
                     if not future.done():
                         future.set_result(view)
+        self._calls.discard(asyncio.current_task())  # out of the count before scheduling
         self._uncovered.update(t for t in ticket_ids if t in self._waiters)
         self._schedule_call()

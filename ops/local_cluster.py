@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,11 +65,21 @@ def local_cluster(
     with cluster_environment(proxy, extra_env) as run_dir:
         # "local": a new cluster, never one Ray recorded earlier on this machine.
         ray.init(address="local", include_dashboard=False, **ray_init)
+        stopping = _exit_on_sigterm()
         try:
             yield run_dir
         finally:
             serve.shutdown()
             ray.shutdown()
+            signal.signal(signal.SIGTERM, stopping)
+
+
+def _exit_on_sigterm() -> signal.Handlers:
+    """SIGTERM unwinds this process through the clean-up (Ray's driver handler, installed
+    by ``ray.init``, aborts it, leaving its cluster's processes behind); the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return signal.getsignal(signal.SIGTERM) or signal.SIG_DFL
+    return signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) or signal.SIG_DFL
 
 
 def deploy_config(config: dict, timeout_s: float = 240) -> None:

@@ -13,7 +13,7 @@ from multistage.load_shedding import LoopBacklog
 from multistage.records import Record
 from multistage.submissions import SubmissionQueue
 from multistage.ticket_views import utc
-from multistage.ticket_watch import TicketWatcher
+from multistage.ticket_watch import MAX_CALLS, TicketWatcher
 from multistage.wire import StoreLoad, Submission, WaitReply
 
 RECORD = Record(features=np.zeros(3, dtype=np.float32), image=np.zeros((2, 2, 1), np.uint8))
@@ -184,3 +184,23 @@ def test_a_backlogged_loop_sheds_and_an_idle_one_does_not():
         return idle, backlog.overloaded()
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_waits_past_the_cap_join_the_next_call_that_returns():
+    async def scenario() -> tuple[list[str], int]:
+        store = FakeWaits()
+        watcher = TicketWatcher(store.wait, every_s=0, call_wait_s=0.2, on_load=lambda _: None)
+        tickets = [f"t{i}" for i in range(MAX_CALLS + 4)]
+        waiters = []
+        for ticket in tickets:  # each alone: the calls in flight reach the cap
+            waiters.append(asyncio.create_task(watcher.ended(ticket, timeout_s=5)))
+            await asyncio.sleep(0.001)
+        calls_at_cap = len(store.calls)
+        for ticket in tickets:
+            store.end(ticket)
+        views = await asyncio.gather(*waiters)
+        return [v.ticket for v in views], calls_at_cap
+
+    tickets, calls_at_cap = asyncio.run(scenario())
+    assert calls_at_cap == MAX_CALLS
+    assert tickets == [f"t{i}" for i in range(MAX_CALLS + 4)]  # the last four too
