@@ -83,14 +83,14 @@ class TicketPolicy(BaseModel):
     )
     timeout_s: float = Field(300.0, gt=0, description="A ticket unfinished after this fails.")
     submission_timeout_s: float = Field(
-        10.0,
+        30.0,
         gt=0,
         description="How long a ticket's submission may take to reach the store after the "
         "ticket was issued (the ingress sends it again meanwhile); one that has not "
         "arrived by then reads 'lost'.",
     )
     resubmit_grace_s: float = Field(
-        5.0,
+        10.0,
         gt=0,
         description="After a store replica starts, how long it waits for ingress replicas "
         "to send again the submissions its predecessor never took.",

@@ -63,8 +63,10 @@ def test_ticket_store_death_loses_what_it_held_but_not_what_was_on_its_way(
     backlog = fill_saturated_queue(serve_url, example, count=40)
     store = serve.get_deployment_handle("TicketStore", app_name="saturated")
     wait_for_condition(lambda: store.stats.remote().result().held >= len(backlog))
-    with httpx.Client(base_url=serve_url, timeout=60) as poller, ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(poller.get, _url(backlog[-1]), params={"wait": 25})
+    with httpx.Client(base_url=serve_url, timeout=90) as poller, ThreadPoolExecutor(1) as pool:
+        # Long enough for the store's replacement (10 s here at worst) and its grace for
+        # submissions sent again (ticket_policy.resubmit_grace_s).
+        waiting = pool.submit(poller.get, _url(backlog[-1]), params={"wait": 30})
         time.sleep(1.0)  # the long-poll now waits in the ingress's shared wait
         assert kill_replicas("saturated", "TicketStore")
         killed_at = time.monotonic()
@@ -81,7 +83,7 @@ def test_ticket_store_death_loses_what_it_held_but_not_what_was_on_its_way(
     assert max(seconds for seconds, _ in during) < 1.0, during
     assert [a["stage_two"]["status"] for _, a in during] == ["pending"] * 5
     # The waiting read answers within its wait: the dead store's ticket is lost.
-    assert answered_after < 25 + 5
+    assert answered_after < 30 + 5
     assert (interrupted.status_code, interrupted.json()["status"]) == (200, "lost")
     assert "submit it again" in interrupted.json()["error"]
 
