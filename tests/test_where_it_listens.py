@@ -10,6 +10,7 @@ import subprocess
 import psutil
 import pytest
 from conftest import ROOT
+from ray._common.test_utils import wait_for_condition
 
 from ops import haproxy
 
@@ -47,20 +48,26 @@ def test_haproxy_and_the_ingress_listen_on_loopback_only(serve_url, haproxy_dir)
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}
 
     # The replicas' own HTTP servers, as HAProxy's config names them (Ray's worker ports
-    # listen on every interface: see the README).
-    (config,) = haproxy_dir.glob("*/haproxy.cfg")
-    routed = {
-        int(line.split()[2].rsplit(":", 1)[1])
-        for line in config.read_text().splitlines()
-        if line.strip().startswith("server SERVE_REPLICA_multistage-Ingress")
-    }
+    # listen on every interface: see the README). The session runs two ingress replicas
+    # (one may still be replacing a replica an earlier test killed).
+    wait_for_condition(lambda: len(_routed_ports(haproxy_dir)) == 2, timeout=60)
+    routed = _routed_ports(haproxy_dir)
     listening = {
         (c.laddr.ip, c.laddr.port)
         for c in psutil.net_connections(kind="tcp")
         if c.status == psutil.CONN_LISTEN and c.laddr.port in routed
     }
-    assert len(routed) == 2  # the session runs two ingress replicas
     assert listening == {("127.0.0.1", port) for port in routed}
+
+
+def _routed_ports(haproxy_dir) -> set[int]:
+    """The ports of the ``multistage`` ingress replicas HAProxy's config routes to."""
+    (config,) = haproxy_dir.glob("*/haproxy.cfg")
+    return {
+        int(line.split()[2].rsplit(":", 1)[1])
+        for line in config.read_text().splitlines()
+        if line.strip().startswith("server SERVE_REPLICA_multistage-Ingress")
+    }
 
 
 @pytest.mark.parametrize(
