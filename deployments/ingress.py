@@ -75,6 +75,8 @@ WAIT_QUERY = Query(0.0, ge=0, description="Seconds to wait for stage two (long-p
 # A shared wait ends after this long even if none of its tickets has: its tickets then
 # join the next, so waits on slow tickets merge instead of piling up.
 SHARED_WAIT_S = 1.0
+# How long a stopping replica waits for the store to take its unsent submissions.
+FLUSH_AT_STOP_S = 5.0
 
 
 class BatchRequest(BaseModel):
@@ -132,6 +134,12 @@ class Ingress:
         context = serve.get_replica_context()
         self._app_name = context.app_name
         self.replica_id = context.replica_id.unique_id
+
+    async def __del__(self) -> None:
+        """On a graceful stop (scale-down, redeploy), hand the store what is still unsent:
+        only a replica killed outright loses the submissions of its last moments."""
+        if left := await self._submissions.flush(timeout_s=FLUSH_AT_STOP_S):
+            logger.warning("stopping with %d submissions the ticket store did not take", left)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built per replica, after __init__: the request model comes from the schema.

@@ -81,6 +81,14 @@ class SubmissionQueue:
     def unacknowledged(self) -> int:
         return len(self._unsent) + self._in_flight
 
+    async def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for every submission to be taken; how many were not."""
+        deadline = time.monotonic() + timeout_s
+        while self.unacknowledged and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return self.unacknowledged
+
     async def _send_forever(self) -> None:
         failures = 0
         while True:

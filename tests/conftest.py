@@ -39,6 +39,9 @@ SATURATED_WIDTH = 384
 SATURATED_MAX_UNFINISHED = 100
 API_KEY = "test-key-" + "x" * 24
 GUARDED_TTL_S = 2.0
+# The session's apps sign ticket ids with it (signing.secret_env), so tests can make ids
+# the service would have issued without ever sending their submissions.
+TICKET_SECRET = bytes(range(32))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,6 +86,7 @@ def metrics_port() -> int:
 def haproxy_dir(service_config, metrics_port) -> Path:
     """The session's local cluster, behind HAProxy: the folder of HAProxy's files."""
     with local_cluster(
+        extra_env={"MULTISTAGE_TICKET_SECRET": TICKET_SECRET.hex()},
         num_cpus=8,
         log_to_driver=False,
         _metrics_export_port=metrics_port,

@@ -1,10 +1,13 @@
 """A ticket's life: pending, running, then one truthful end; cancel, deadline, admission."""
 
+import time
 from datetime import datetime
 
-from conftest import SATURATED_MAX_UNFINISHED
+from conftest import SATURATED_MAX_UNFINISHED, TICKET_SECRET
 from ray import serve
 from support import cancel_all, fill_saturated_queue, post_concurrently, wait_until_ended
+
+from multistage.ticket_ids import TicketIds
 
 SATURATED = "/saturated"
 
@@ -88,3 +91,25 @@ def test_admission_control_rejects_stage_two_never_stage_one(http, serve_url, ex
     # Once stage two has room again, it takes work again.
     again = http.post(f"{SATURATED}/v1/predict", json=example)
     assert again.json()["stage_two"]["status"] == "pending"
+
+
+def test_a_ticket_on_its_way_reads_pending_and_one_that_never_arrived_reads_lost(http):
+    """Ids the service signed whose submissions the store never got: one issued just now
+    (as if its submission were still on its way), one issued longer ago than
+    ticket_policy.submission_timeout_s (as if its ingress replica died before sending)."""
+    ids = TicketIds(TICKET_SECRET)
+    on_its_way = http.get(f"/v1/predictions/{ids.issue(time.time())}", params={"wait": 0.5})
+    assert on_its_way.status_code == 202
+    assert on_its_way.json()["status"] == "pending"
+
+    never_arrived = http.get(f"/v1/predictions/{ids.issue(time.time() - 120)}")
+    assert never_arrived.status_code == 200
+    assert never_arrived.json()["status"] == "lost"
+    assert "submit it again" in never_arrived.json()["error"]
+
+
+def test_a_ticket_canceled_on_its_way_stays_canceled(http):
+    ticket = TicketIds(TICKET_SECRET).issue(time.time())
+    canceled = http.delete(f"/v1/predictions/{ticket}")
+    assert (canceled.status_code, canceled.json()["status"]) == (200, "canceled")
+    assert http.get(f"/v1/predictions/{ticket}").json()["status"] == "canceled"

@@ -4,6 +4,8 @@ import time
 
 import httpx
 import ray
+from ray import serve
+from ray._common.test_utils import wait_for_condition
 
 INGRESS_REPLICA = "X-Ingress-Replica"
 
@@ -32,7 +34,12 @@ def test_ticket_issued_by_one_replica_resolves_through_the_other(http, example):
 
 
 def test_tickets_outlive_the_ingress_replica_that_issued_them(http, example):
+    store = serve.get_deployment_handle("TicketStore", app_name="multistage")
+    held_before = store.stats.remote().result().held
     issued = _issue_tickets(http, example, count=30)
+    # Submissions leave after the answers: a replica killed outright loses those it had not
+    # yet sent (the last few milliseconds' worth). Kill it once the store has them all.
+    wait_for_condition(lambda: store.stats.remote().result().held >= held_before + 30)
     victim, tickets = next(iter(issued.items()))
     actor = ray.get_actor(f"SERVE_REPLICA::multistage#Ingress#{victim}", namespace="serve")
     ray.kill(actor, no_restart=True)
