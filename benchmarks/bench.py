@@ -13,6 +13,8 @@ everything it started. Parts:
   single-stage app (payoff);
 - cpu: CPU milliseconds per sequential request, by process;
 - fast_path: the request path's settings, each switched off in an app of its own;
+- calls: what one Serve call costs its caller and its callee, by transport and by where
+  Serve's router runs (``benchmarks/call_cost.py``);
 - isolation: stage one's p99 with stage two idle, then saturated;
 - batching: stage two's throughput with dynamic batching and without;
 - throughput: latency-bounded throughput (locust, open loop), every ticket followed to
@@ -63,23 +65,32 @@ FAST_PATH_OFF = {
     "user_code_in_thread": {"env": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}},
     "log_buffer_100": {"env": {"RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "100"}},
 }
-PARTS = ("overhead", "cpu", "fast_path", "isolation", "batching", "throughput", "autoscaling")
+PARTS = (
+    "overhead",
+    "cpu",
+    "fast_path",
+    "calls",
+    "isolation",
+    "batching",
+    "throughput",
+    "autoscaling",
+)
+# The calls part's apps: Serve's router on the replica's main loop, or in a thread.
+ROUTER_ON = {"router_on_loop": "0", "router_in_thread": "1"}
 PYTHON_PROXY_PARTS = ("overhead", "cpu", "throughput")
 
 
 def bench_config(port: int) -> dict:
-    """The local config, its heavy deployment quick to scale, and the baselines beside it."""
+    """The local config with one heavy replica, and the baselines beside it.
+
+    Stage two's autoscaling has a part of its own (``autoscaling_config``); elsewhere a
+    heavy replica starting mid-trial (importing torch: seconds of CPU on these 2 cores)
+    would be measured instead of the request path.
+    """
     config = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     config["http_options"]["port"] = port
     (app,) = config["applications"]
-    heavy = _deployment(app, "HeavyModel")
-    # Quick to scale, and at a queue a CPU replica reaches under this machine's load
-    # (a call carries many tickets: one call queued behind another is a backlog).
-    heavy["autoscaling_config"] |= {
-        "upscale_delay_s": 2,
-        "downscale_delay_s": 8,
-        "target_ongoing_requests": 1,
-    }
+    _deployment(app, "HeavyModel")["autoscaling_config"] |= {"min_replicas": 1, "max_replicas": 1}
     shared = {key: app[key] for key in ("logging_config", "runtime_env")}
     config["applications"] += [
         {"name": "noop", "route_prefix": "/noop", "import_path": "benchmarks.baselines:noop_app"}
@@ -93,6 +104,21 @@ def bench_config(port: int) -> dict:
         | shared,
     ]
     return config
+
+
+def autoscaling_config(config: dict) -> dict:
+    """``config`` with stage two autoscaling as configs/local.yaml has it, but quick to
+    scale, at a queue a CPU replica reaches under this machine's load (a call carries many
+    tickets: one call queued behind another is a backlog)."""
+    changed = copy.deepcopy(config)
+    local = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())["applications"][0]
+    scaling = _deployment(local, "HeavyModel")["autoscaling_config"] | {
+        "upscale_delay_s": 2,
+        "downscale_delay_s": 8,
+        "target_ongoing_requests": 1,
+    }
+    _deployment(_app(changed), "HeavyModel")["autoscaling_config"] = scaling
+    return changed
 
 
 def fast_path_config(config: dict) -> dict:
@@ -178,6 +204,34 @@ class Bench:
             deploy_config(self.config)
         return {"latency_ms": latency, "cpu_ms": cpu}
 
+    def calls(self) -> dict:
+        print("calls: CPU per Serve call, by transport and router placement", flush=True)
+        changed = copy.deepcopy(self.config)
+        env = _app(changed)["runtime_env"]["env_vars"]
+        for name, in_thread in ROUTER_ON.items():
+            app = {"name": name, "route_prefix": f"/{name}"}
+            app["import_path"] = "benchmarks.call_cost:call_cost_app"
+            app["runtime_env"] = {
+                "env_vars": env | {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": in_thread}
+            }
+            changed["applications"].append(app)
+        deploy_config(changed)
+        samples: dict[str, list[dict]] = {}
+        try:
+            with httpx.Client(timeout=120) as client:
+                for _ in range(3):  # rounds, so drift falls on all alike
+                    for name in ROUTER_ON:
+                        for transport in ("actor_call", "grpc"):
+                            params = {"transport": transport, "calls": self.args.requests}
+                            reply = client.get(f"{self.url}/{name}", params=params).json()
+                            samples.setdefault(f"{transport}, {name}", []).append(reply)
+        finally:
+            deploy_config(self.config)
+        return {
+            case: {key: sorted(r[key] for r in runs)[1] for key in runs[0]}  # the median
+            for case, runs in samples.items()
+        }
+
     def isolation(self) -> dict:
         print("isolation: stage one with stage two idle, then saturated", flush=True)
         target = {"stage_one": f"{self.url}{paths.PREDICT}"}
@@ -256,6 +310,7 @@ class Bench:
     def autoscaling(self, streams: int, step_seconds: float = 20) -> dict:
         """Streams in three steps, then none: heavy replicas should rise, then fall back."""
         print("autoscaling: heavy replicas under a step load of streams", flush=True)
+        deploy_config(autoscaling_config(self.config))
         history = ROOT / "results" / "autoscaling_history.csv"
         step = max(1, streams // 3)
         shape = ["--step-users", str(step), "--step-seconds", str(step_seconds), "--steps", "3"]
@@ -274,6 +329,7 @@ class Bench:
             while time.monotonic() < deadline and sampler.replicas() > 1:
                 time.sleep(1)
             time.sleep(2)
+        deploy_config(self.config)
         timeline = sampler.timeline
         _merge_latency(timeline, history, sampler.started)
         plots.autoscaling(timeline, ROOT / "results" / "autoscaling.png")
@@ -424,6 +480,9 @@ def _cpu_rows(results: dict) -> list[Row]:
             p50, cpu = f["latency_ms"][name]["p50"], f["cpu_ms"][name]["total"]
             label = f"Fast path: {name.replace('_', ' ')}"
             rows.append((label, f"p50 {p50} ms, CPU {cpu} ms / request", ""))
+    for case, cost in results.get("haproxy", {}).get("calls", {}).items():
+        figures = f"caller {cost['caller_cpu']} ms + callee {cost['callee_cpu']} ms CPU"
+        rows.append((f"One Serve call: {case.replace('_', ' ')}", figures, ""))
     return rows
 
 

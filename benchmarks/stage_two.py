@@ -88,11 +88,21 @@ def throughput(url: str, example: dict, records: int) -> float:
             time.sleep(0.2)  # each poll costs CPU that stage two would otherwise get
         elapsed = time.monotonic() - started
         # Reading results is not part of the throughput; checking a sample of them is.
-        sample = tickets[::16]
-        ended = {client.get(f"{url}{paths.ticket_path(t)}").json()["status"] for t in sample}
+        ended = {_status(client, url, ticket) for ticket in tickets[::16]}
     if None in tickets or ended != {"completed"}:
         raise RuntimeError(f"stage two did not complete every record: {ended}")
     return round(len(tickets) / elapsed, 1)
+
+
+def _status(client: httpx.Client, url: str, ticket: str, attempts: int = 3) -> str:
+    """The ticket's status, reading again after a 503 (the store busy or restarting)."""
+    for _ in range(attempts):
+        response = client.get(f"{url}{paths.ticket_path(ticket)}")
+        if response.status_code != 503:
+            break
+        time.sleep(1)
+    body = response.json()
+    return body.get("status") or f"HTTP {response.status_code}: {body}"
 
 
 class ReplicaSampler:
