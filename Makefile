@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
 
-.PHONY: setup models run test lint bench bench-latency bench-stream bench-faults clean
+.PHONY: setup models run test lint bench bench-latency bench-stream bench-faults profile clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,9 @@ bench-stream: setup models
 
 bench-faults: setup models
 	$(BIN)/python -m benchmarks.fault_injection
+
+profile: setup models
+	$(BIN)/python -m benchmarks.profile_ingress
 
 clean:
 	rm -rf artifacts results
