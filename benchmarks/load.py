@@ -21,6 +21,7 @@ from multistage import paths
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 STEP_SHAPE = LOCUSTFILE.with_name("step_shape.py")
 STAGE_TWO = ("STAGE2", "time_to_result")
+STAGE_ONE_SESSION = ("WS", "stage1")  # a stream session's records, as locust counts them
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def run_locust(
         if history_csv:
             history_csv.parent.mkdir(parents=True, exist_ok=True)
             history_csv.write_bytes(Path(f"{prefix}_stats_history.csv").read_bytes())
-    post = rows[("POST", f"POST {path}")]
+    post = rows[STAGE_ONE_SESSION if user == "StreamSessionUser" else ("POST", f"POST {path}")]
     stage_two = rows.get(STAGE_TWO)
     return LoadResult(
         user=user,

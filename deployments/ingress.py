@@ -15,12 +15,13 @@ annotations at runtime.
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
@@ -40,7 +41,7 @@ from multistage.api import (
     TicketView,
 )
 from multistage.auth import AuthArgs, load_api_key
-from multistage.config import HttpLimits, StoreCalls, TicketPolicy
+from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.http_app import build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
@@ -56,12 +57,14 @@ from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
 from multistage.stage_one import StageOneModel
 from multistage.store_client import TicketStoreClient
+from multistage.stream_session import SessionServices, serve_session
 from multistage.submissions import SubmissionQueue
 from multistage.ticket_ids import TicketIds
 from multistage.ticket_watch import TicketWatcher
 from multistage.wire import Submission
 
 logger = logging.getLogger("ray.serve")
+_REQUEST_ID_KEY = paths.REQUEST_ID_HEADER.lower().encode()
 
 DEADLINE_QUERY = Query(
     None,
@@ -97,6 +100,7 @@ class Ingress:
         limits: HttpLimits,
         store_calls: StoreCalls,
         ticket_policy: TicketPolicy,
+        streams: StreamLimits,
         auth: AuthArgs,
         ticket_secret: bytes,
     ) -> None:
@@ -125,6 +129,8 @@ class Ingress:
         )
         self._backlog = LoopBacklog(shed_after_s=limits.shed_after_ms / 1000)
         self._metrics = IngressMetrics()
+        self._streams = streams
+        self._drops: set[asyncio.Task] = set()  # held: the loop keeps only weak references
         # Read here, in the replica's own environment, so the key never travels in config.
         self.api_key = load_api_key(auth)
         logger.info("API key authentication is %s", "on" if self.api_key else "off")
@@ -150,7 +156,7 @@ class Ingress:
     ) -> PredictResponse:
         started = self._accept()
         record = await self._record(request)
-        (answer,) = self._answer([record], started, deadline_s, request)
+        (answer,) = self._answer([record], started, self._deadline(deadline_s), request.scope)
         return _json(answer, headers={paths.STAGE_TWO_HEADER: answer.stage_two.status})
 
     async def predict_stream(
@@ -159,7 +165,7 @@ class Ingress:
         # Bad input is answered as a plain 4xx before the stream starts.
         started = self._accept()
         record = await self._record(request)
-        (answer,) = self._answer([record], started, deadline_s, request)
+        (answer,) = self._answer([record], started, self._deadline(deadline_s), request.scope)
         stream = event_stream(self._stage_one_then_two(answer))
         stream.headers[paths.STAGE_TWO_HEADER] = answer.stage_two.status
         return stream
@@ -176,7 +182,8 @@ class Ingress:
             if isinstance(item, InvalidRecord)
         ]
         if good:
-            answers = self._answer([record for _, record in good], started, deadline_s, request)
+            records = [record for _, record in good]
+            answers = self._answer(records, started, self._deadline(deadline_s), request.scope)
             results += [
                 BatchItem(index=i, ticket=a.ticket, stage_one=a.stage_one, stage_two=a.stage_two)
                 for (i, _), a in zip(good, answers, strict=True)
@@ -202,6 +209,29 @@ class Ingress:
         self._check_issued(ticket)  # an unknown ticket is a plain 404, not a stream
         return event_stream(self._stage_two_events(ticket))
 
+    async def stream_session(self, websocket: WebSocket) -> None:
+        """A stream session: records in, both stages' answers pushed back (WebSocket)."""
+        scope = websocket.scope
+
+        def answer(
+            record: Record, started: float, deadline: float | None, refusal: str | None
+        ) -> PredictResponse:
+            return self._answer([record], started, deadline, scope, refusal)[0]
+
+        services = SessionServices(
+            replica_id=self.replica_id,
+            limits=self._streams,
+            max_message_bytes=self._limits.max_body_bytes,
+            api_key=self.api_key,
+            parse=self._parser.parse_values,
+            overloaded=self._shed,
+            answer=answer,
+            issued=lambda ticket: self._ids.issued_at(ticket) is not None,
+            ended=self._watcher.ended,
+            drop_unstarted=self._drop_unstarted,
+        )
+        await serve_session(websocket, services)
+
     async def healthz(self) -> JSONResponse:
         # serve.status() blocks on the controller: keep it off the event loop.
         status = await asyncio.to_thread(serve.status)
@@ -226,29 +256,45 @@ class Ingress:
 
     def _accept(self) -> float:
         """When the request was taken; refuses it (503) if the replica is backlogged."""
-        if self._backlog.overloaded():
-            self._metrics.rejected("stage_one_overloaded")
+        if self._shed():
             raise Overloaded()
         return time.perf_counter()
+
+    def _shed(self) -> bool:
+        """Whether stage one sheds a record arriving now (counted)."""
+        if self._backlog.overloaded():
+            self._metrics.rejected("stage_one_overloaded")
+            return True
+        return False
 
     async def _record(self, request: Request) -> Record:
         return self._parser.parse(await _read_body(request, self._limits.max_body_bytes))
 
     def _answer(
-        self, records: list[Record], started: float, deadline_s: float | None, request: Request
+        self,
+        records: list[Record],
+        started: float,
+        deadline: float | None,
+        scope: dict,
+        session_full: str | None = None,
     ) -> list[PredictResponse]:
         """Stage one for the records, one vectorised call, and a ticket each if stage two
-        takes them: the path every predict endpoint shares."""
-        deadline = self._deadline(deadline_s)
+        takes them (a stream session past its bound, ``session_full``, takes none): the
+        path every predict endpoint and stream session shares."""
         predictions = self._stage_one.predict(np.stack([r.features for r in records]))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        root = request.scope.get("root_path", "")
-        request_id = request.headers.get(paths.REQUEST_ID_HEADER, "")
+        root = scope.get("root_path", "")
+        request_id = dict(scope["headers"]).get(_REQUEST_ID_KEY, b"").decode()
         answers = []
         for record, prediction in zip(records, predictions, strict=True):
             prediction.latency_ms = latency_ms
             self._metrics.stage_one_answered(latency_ms)
-            answers.append(self._issue(record, prediction, deadline, root, request_id))
+            if session_full is not None:
+                self._metrics.rejected("session_full")
+                status = StageTwoStatus(status="rejected", error=session_full)
+                answers.append(PredictResponse(ticket=None, stage_one=prediction, stage_two=status))
+            else:
+                answers.append(self._issue(record, prediction, deadline, root, request_id))
         return answers
 
     def _issue(
@@ -281,6 +327,18 @@ class Ingress:
         if deadline_s is None:
             return None
         return time.time() + min(deadline_s, self._limits.max_deadline_s)
+
+    def _drop_unstarted(self, tickets: list[str]) -> None:
+        """Cancel the tickets' stage two unless a heavy replica has started it: a closed
+        stream session's work, which nobody will read.
+
+        In a context of its own: Serve cancels the calls of a request whose client has
+        gone, and this call is made because the client has gone.
+        """
+        call = self._store.cancel_unstarted(tickets)
+        task = contextvars.Context().run(asyncio.create_task, call)
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
 
     def _check_issued(self, ticket: str) -> None:
         """Made-up ids never reach the store: the signature tells them from issued ones."""

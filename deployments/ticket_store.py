@@ -152,26 +152,42 @@ class TicketStore:
         views = await asyncio.gather(*(self._view_of(ticket_id) for ticket_id in ended))
         return WaitReply(ended=list(views), load=self._load())
 
+    async def cancel_unstarted(self, ticket_ids: list[str]) -> None:
+        """Cancel those of the tickets that no heavy replica has started (a stream session
+        closed: nobody will read them); work already running finishes."""
+        for ticket_id in ticket_ids:
+            ticket = self._tickets.get(ticket_id)
+            if ticket is None or ticket.status == "pending":
+                self._cancel(ticket_id, "its stream session closed before stage two started")
+
     async def cancel(self, ticket_id: str) -> TicketView | None:
         """Cancel an unfinished ticket: unstarted work never runs, running work is cancelled
         best-effort. Returns the ticket's state afterwards; None if never issued."""
+        ticket = self._cancel(ticket_id, "canceled before stage two started")
+        if ticket is None:
+            return self._unrecorded(ticket_id)
+        return await self._view(ticket)
+
+    def _cancel(self, ticket_id: str, unstarted_reason: str) -> _Ticket | None:
+        """The ticket, canceled unless it had ended; None if this replica holds no record
+        of it and it is not on its way here."""
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
             unrecorded = self._unrecorded(ticket_id)
             if unrecorded is None or unrecorded.status != "pending":
-                return unrecorded
+                return None
             # On its way here: its submission will find it canceled, and be dropped.
             ticket = self._record(ticket_id, None, None, self._ids.issued_at(ticket_id), None)
             self._unfinished += 1
-            self._finish(ticket, "canceled", "canceled before stage two started")
+            self._finish(ticket, "canceled", unstarted_reason)
         elif ticket.finished_at is None:
             if ticket.call is None:
-                self._finish(ticket, "canceled", "canceled before stage two started")
+                self._finish(ticket, "canceled", unstarted_reason)
             else:
                 self._finish(ticket, "canceled", "canceled by the client")
                 if all(t.finished_at is not None for t in ticket.call.tickets):
                     ticket.call.task.cancel()  # no one is left waiting for this call
-        return await self._view(ticket)
+        return ticket
 
     async def stats(self) -> StoreStats:
         return StoreStats(

@@ -22,7 +22,7 @@ from deployments.ingress import Ingress
 from deployments.ticket_store import TicketStore
 from multistage.api import ModelInfo
 from multistage.auth import AuthArgs
-from multistage.config import HttpLimits, StoreCalls, TicketPolicy
+from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import SigningArgs, load_secret
@@ -56,6 +56,7 @@ class AppArgs(BaseModel):
     http: HttpLimits = HttpLimits()
     ticket_policy: TicketPolicy = TicketPolicy()
     store_calls: StoreCalls = StoreCalls()
+    streams: StreamLimits = StreamLimits()
     auth: AuthArgs = AuthArgs()
     signing: SigningArgs = SigningArgs()
 
@@ -76,6 +77,7 @@ def build_app(args: AppArgs) -> Application:
         limits=args.http,
         store_calls=args.store_calls,
         ticket_policy=args.ticket_policy,
+        streams=args.streams,
         auth=args.auth,
         ticket_secret=secret,
     )

@@ -15,6 +15,10 @@ Users (pick by class name; all by default):
 - ``RateUser``: posts at ``--stream-rate`` and never fetches stage two: N of them
   offer N x rate requests/s of open-loop load, as long as a request takes less than
   1/rate s, the latency bound the benchmark searches under.
+- ``StreamSessionUser``: one feed at ``--stream-rate`` over one stream session (a
+  WebSocket, ``GET /v1/streams``): both answers of each record are pushed back on it.
+  Stage one's latency is the entry ``WS stage1``; a record whose stage two is rejected
+  or expired, or that gets an error, counts as a failure there or in time-to-result.
 
 Users at a fixed rate start at a random phase of their period, as independent feeds do:
 started in step, N users would send N requests at once every period, and the last of
@@ -36,8 +40,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import gevent
+import websocket
 from gevent.pool import Group
-from locust import FastHttpUser, between, constant_throughput, events, task
+from locust import FastHttpUser, User, between, constant_throughput, events, task
 from locust.runners import WorkerRunner
 
 from demo.data import CLASSES, generate
@@ -163,16 +168,18 @@ class InteractiveUser(ServiceUser):
             self.follow_stage_two(*posted)
 
 
-class FixedRateUser(ServiceUser):
-    """A user at ``--stream-rate`` requests/s, starting at a random phase of its period."""
-
-    abstract = True
+class FixedRate:
+    """For a user at ``--stream-rate`` requests/s, starting at a random phase of its period."""
 
     def on_start(self) -> None:
         gevent.sleep(random.uniform(0, 1 / self.environment.parsed_options.stream_rate))
 
     def wait_time(self) -> float:
         return constant_throughput(self.environment.parsed_options.stream_rate)(self)
+
+
+class FixedRateUser(FixedRate, ServiceUser):
+    abstract = True
 
 
 class StreamUser(FixedRateUser):
@@ -198,6 +205,75 @@ class RateUser(FixedRateUser):
     @task
     def post(self) -> None:
         self.post_record()
+
+
+class StreamSessionUser(FixedRate, User):
+    """One feed over one stream session: records at a fixed rate, answers pushed back."""
+
+    FOLLOW_AT_STOP_S = 30
+
+    def on_start(self) -> None:
+        rate = self.environment.parsed_options.stream_rate
+        url = f"{self.host.replace('http', 'ws', 1)}{paths.STREAMS}?frame_interval_s={1 / rate:g}"
+        self._ws = websocket.create_connection(url, timeout=60)
+        json.loads(self._ws.recv())  # ready
+        self._seqs = itertools.count()
+        self._open: dict[int, tuple[float, str, str | None]] = {}  # seq -> sent, label, stage 1
+        self._reader = gevent.spawn(self._read_forever)
+        super().on_start()
+
+    def on_stop(self) -> None:
+        deadline = time.monotonic() + self.FOLLOW_AT_STOP_S
+        while self._open and time.monotonic() < deadline and not self._reader.dead:
+            gevent.sleep(0.05)
+        self._reader.kill()
+        self._ws.close()
+
+    @task
+    def frame(self) -> None:
+        body, label = next(_records)
+        seq = next(self._seqs)
+        self._open[seq] = (time.perf_counter(), label, None)
+        self._ws.send(json.dumps({**body, "seq": seq}))
+
+    def _read_forever(self) -> None:
+        while True:
+            message = json.loads(self._ws.recv())
+            sent, label, stage_one = self._open[message["seq"]]
+            kind = message["type"]
+            if kind == "stage1":
+                self._stage_one(message, sent, label)
+                continue
+            del self._open[message["seq"]]
+            if kind == "error":
+                self._fire("stage1", sent, RuntimeError(message["message"]))
+            elif kind == "stage2":
+                _fire_time_to_result(self.environment, sent, None)
+                result = message["stage_two"]["result"]["label"]
+                SCORE.stage_two_results += 1
+                SCORE.stage_two_correct += result == label
+                SCORE.revised += result != stage_one
+            else:
+                SCORE.stage_two_failed += 1
+                reason = f"{kind}: {message['stage_two'].get('error')}"
+                _fire_time_to_result(self.environment, sent, RuntimeError(reason))
+
+    def _stage_one(self, message: dict, sent: float, label: str) -> None:
+        self._fire("stage1", sent, None)
+        predicted = message["stage_one"]["label"]
+        self._open[message["seq"]] = (sent, label, predicted)
+        SCORE.stage_one_answers += 1
+        SCORE.stage_one_correct += predicted == label
+
+    def _fire(self, name: str, sent: float, exception: Exception | None) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=(time.perf_counter() - sent) * 1000,
+            response_length=0,
+            exception=exception,
+            context={},
+        )
 
 
 def _fire_time_to_result(environment, sent: float, exception: Exception | None) -> None:

@@ -64,13 +64,19 @@ class ApiKeyAuth:
         await send({"type": "http.response.body", "body": self._refusal})
 
     def _authorized(self, scope) -> bool:
-        headers = dict(scope["headers"])
-        offered = headers.get(b"x-api-key")
-        bearer = headers.get(b"authorization", b"")
-        if offered is None and bearer[:7].lower() == b"bearer ":
-            offered = bearer[7:].strip()
+        offered = offered_key(scope["headers"])
         # Constant time: the comparison must not tell how much of a guess was right.
         return offered is not None and hmac.compare_digest(offered, self._key)
+
+
+def offered_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The key a request offers: ``X-API-Key``, or ``Authorization: Bearer``; None if neither."""
+    headers = dict(raw_headers)
+    offered = headers.get(b"x-api-key")
+    bearer = headers.get(b"authorization", b"")
+    if offered is None and bearer[:7].lower() == b"bearer ":
+        offered = bearer[7:].strip()
+    return offered
 
 
 def _protected(scope) -> bool:

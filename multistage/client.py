@@ -12,6 +12,10 @@
 retried first, honouring ``Retry-After``), ``StageTwoFailed`` for a ticket that ended
 without a result (its ``status`` says how: failed, canceled, expired, lost, rejected,
 unavailable), ``TimeoutError`` when stage two is not ready in time.
+
+``client.stream(records)`` sends a feed's records over one stream session (a WebSocket)
+and yields both answers of each as they arrive, reconnecting and resuming if the
+connection drops (``multistage/stream_client.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +32,8 @@ from httpx_sse import SSEError, aconnect_sse
 
 from multistage import paths
 from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatus, TicketView
+from multistage.stream_client import StreamMessage, StreamSession
+from multistage.stream_protocol import SessionSettings
 
 T = TypeVar("T")
 _RETRIED_STATUSES = (429, 503)
@@ -93,6 +99,8 @@ class AsyncClient:
         headers = dict(httpx_options.pop("headers", {}))
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
+        self._base_url = base_url
+        self._headers = headers
         self._http = httpx.AsyncClient(
             base_url=base_url, timeout=timeout_s, headers=headers, **httpx_options
         )
@@ -135,6 +143,22 @@ class AsyncClient:
         if view.status != "completed":
             raise StageTwoFailed(ticket, view.status, view.error)
         return view.result
+
+    def stream(
+        self,
+        records: Iterable[dict] | AsyncIterable[dict],
+        settings: SessionSettings | None = None,
+        max_reconnects: int = 5,
+    ) -> StreamSession:
+        """Both answers of each record, as they arrive (``async for message in ...``), over
+        one stream session that reconnects and resumes (``multistage/stream_client.py``)."""
+        return StreamSession(
+            self._base_url,
+            records,
+            headers=self._headers,
+            settings=settings,
+            max_reconnects=max_reconnects,
+        )
 
     async def cancel(self, ticket: str) -> TicketView:
         """Cancel the ticket's stage two; the ticket's state afterwards (409 if it had ended)."""
@@ -241,6 +265,28 @@ class Client:
 
     def cancel(self, ticket: str) -> TicketView:
         return self._run(self._async.cancel(ticket))
+
+    def stream(
+        self, records: Iterable[dict], settings: SessionSettings | None = None
+    ) -> Iterator[StreamMessage]:
+        """``AsyncClient.stream``, as a plain iterator (``records`` is read on the
+        client's event-loop thread: keep it quick)."""
+        messages = self._async.stream(records, settings).messages()
+
+        async def next_message() -> StreamMessage:
+            return await anext(messages)
+
+        async def close() -> None:
+            await messages.aclose()
+
+        try:
+            while True:
+                try:
+                    yield self._run(next_message())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(close())
 
     def close(self) -> None:
         self._run(self._async.aclose())

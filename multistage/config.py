@@ -101,3 +101,30 @@ class TicketPolicy(BaseModel):
         if self.max_unfinished > self.max_held:
             raise ValueError("max_unfinished must not exceed max_held")
         return self
+
+
+class StreamLimits(BaseModel):
+    """Stream sessions (``GET /v1/streams``): what one WebSocket session may hold."""
+
+    max_unfinished: int = Field(
+        64,
+        gt=0,
+        description="Most records of one session whose stage two has not ended; past it a "
+        "record still gets stage one, and its stage two is 'rejected'. A session may ask "
+        "for less when it opens.",
+    )
+    deadline_frames: float = Field(
+        10.0,
+        gt=0,
+        description="A session's default stage-two deadline, in frame intervals: stage two "
+        "for a frame is worth what it is fresh.",
+    )
+    idle_timeout_s: float = Field(
+        60.0, gt=0, description="A session that sends nothing this long is closed (4408)."
+    )
+    auth_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a session without a key in its headers has to send one in its "
+        "first message, when a key is configured.",
+    )

@@ -29,6 +29,7 @@ class Api(Protocol):
     prediction_events: Callable
     models: Callable
     healthz: Callable
+    stream_session: Callable  # a WebSocket route (not in the OpenAPI document)
     request_schema: dict  # JSON Schema of one record
     example_request: dict
     max_batch_records: int
@@ -194,6 +195,9 @@ def build_http_app(api: Api) -> FastAPI:
         responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
         summary="Readiness: 200 only when every deployment runs",
     )
+    # Its protocol is in multistage/stream_protocol.py and the README; the session checks
+    # the API key itself (a browser's WebSocket cannot send headers: a first message can).
+    app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 
     if api.api_key:
         app.add_middleware(ApiKeyAuth, api_key=api.api_key)

@@ -14,6 +14,7 @@ PREDICT_BATCH = f"{API_PREFIX}/predict/batch"
 PREDICTION = f"{API_PREFIX}/predictions/{{ticket}}"
 PREDICTION_EVENTS = f"{API_PREFIX}/predictions/{{ticket}}/events"
 MODELS = f"{API_PREFIX}/models"
+STREAMS = f"{API_PREFIX}/streams"  # a WebSocket: one stream session
 HEALTHZ = "/healthz"
 
 # stage_two.status of a predict answer, repeated as a header.

@@ -11,6 +11,7 @@ restart, and the store that replaces it answers truthfully for the rest.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from ray.exceptions import RayActorError
@@ -20,6 +21,8 @@ from multistage.api import TicketView
 from multistage.handles import by_value
 from multistage.http_errors import TicketStoreUnavailable
 from multistage.wire import StoreLoad, Submission, WaitReply
+
+logger = logging.getLogger("ray.serve")
 
 
 class TicketStoreClient:
@@ -36,6 +39,14 @@ class TicketStoreClient:
 
     async def cancel(self, ticket: str) -> TicketView:
         return await self._read(lambda: self._store.cancel.remote(ticket))
+
+    async def cancel_unstarted(self, ticket_ids: list[str]) -> None:
+        """Cancel those of the tickets no heavy replica has started; best effort (a store
+        that does not answer runs them, as it would any ticket)."""
+        try:
+            await self._call(lambda: self._store.cancel_unstarted.remote(ticket_ids))
+        except (asyncio.TimeoutError, RayActorError):
+            logger.warning("the ticket store did not cancel %d unstarted tickets", len(ticket_ids))
 
     async def wait_ended(self, ticket_ids: list[str], wait_s: float) -> WaitReply:
         return await self._call(lambda: self._store.wait_ended.remote(ticket_ids, wait_s), wait_s)

@@ -12,7 +12,8 @@ applications run side by side:
   busy for more than a couple of milliseconds, so a burst of requests is partly shed
   with 503s;
 - ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
-  in production) and keeps results for ``GUARDED_TTL_S`` only.
+  in production), keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions
+  idle for ``GUARDED_IDLE_S``.
 
 All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
 Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress, as
@@ -39,6 +40,7 @@ SATURATED_WIDTH = 384
 SATURATED_MAX_UNFINISHED = 100
 API_KEY = "test-key-" + "x" * 24
 GUARDED_TTL_S = 2.0
+GUARDED_IDLE_S = 2.0  # its stream sessions close after this long without a message
 # The session's apps sign ticket ids with it (signing.secret_env), so tests can make ids
 # the service would have issued without ever sending their submissions.
 TICKET_SECRET = bytes(range(32))
@@ -162,6 +164,7 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     guarded["runtime_env"]["env_vars"]["MULTISTAGE_API_KEY"] = API_KEY
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
     guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
+    guarded["args"]["streams"] = {"idle_timeout_s": GUARDED_IDLE_S, "auth_timeout_s": 2}
 
     config["applications"] = [main, saturated, overloaded, guarded]
     return config

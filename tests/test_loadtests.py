@@ -32,8 +32,11 @@ def test_every_user_type_runs_without_errors(serve_url, tmp_path):
     stats = _locust(
         serve_url, tmp_path, "-f", str(LOADTESTS / "locustfile.py"), "-u", "4", "-r", "4",
         "-t", "6s", "--stop-timeout", "10", "InteractiveUser", "StreamUser", "RateUser",
+        "StreamSessionUser",
     )  # fmt: skip
     assert int(stats["POST /v1/predict"]["Request Count"]) > 10
+    # A stream session's records: stage one pushed back on its WebSocket.
+    assert int(stats["stage1"]["Request Count"]) > 10
     # Stage two's time-to-result is reported as its own entry.
     assert int(stats["time_to_result"]["Request Count"]) > 0
     scorecard = json.loads((tmp_path / "scorecard.json").read_text())

@@ -1,11 +1,14 @@
 """The fallback: the same config served by Serve's Python HTTP proxy instead of HAProxy
 (a cluster started without ``configs/fast-path.env``, as ``make run PROXY=python``)."""
 
+import json
+
 import httpx
 import pytest
 from conftest import local_config
 from httpx_sse import connect_sse
 from support import wait_until_ended
+from websockets.sync.client import connect
 
 from multistage import paths
 from ops.local_cluster import deploy_config, free_port, local_cluster
@@ -34,3 +37,12 @@ def test_both_stages_behind_the_python_proxy(python_proxy_http, example):
     with connect_sse(python_proxy_http, "POST", paths.PREDICT_STREAM, json=example) as events:
         names = [event.event for event in events.iter_sse()]
     assert names == ["stage1", "stage2"]
+
+
+def test_stream_sessions_behind_the_python_proxy(python_proxy_http, example):
+    url = f"{str(python_proxy_http.base_url).replace('http', 'ws', 1).rstrip('/')}{paths.STREAMS}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(json.dumps({**example, "seq": 1}))
+        kinds = [json.loads(ws.recv(timeout=60))["type"] for _ in range(2)]
+    assert kinds == ["stage1", "stage2"]

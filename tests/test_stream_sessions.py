@@ -1,0 +1,240 @@
+"""Stream sessions (``GET /v1/streams``, a WebSocket) on the live service behind HAProxy."""
+
+import asyncio
+import json
+import random
+import threading
+import time
+
+import pytest
+import ray
+import websockets
+from conftest import API_KEY, GUARDED_IDLE_S
+from support import cancel_all, fill_saturated_queue
+from websockets.sync.client import connect
+
+from multistage import paths
+from multistage.api import UNFINISHED
+from multistage.client import AsyncClient
+from multistage.stream_protocol import CLOSE_IDLE, CLOSE_UNAUTHORIZED
+from ops.local_cluster import kill
+
+TERMINAL_WAIT_S = 60
+
+
+def _url(serve_url: str, prefix: str = "", **params) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"{serve_url.replace('http', 'ws', 1)}{prefix}{paths.STREAMS}?{query}"
+
+
+def _open(serve_url: str, prefix: str = "", headers: dict | None = None, **params):
+    """A connected session and its ``ready`` message."""
+    ws = connect(_url(serve_url, prefix, **params), additional_headers=headers or {})
+    ready = json.loads(ws.recv(timeout=10))
+    assert ready["type"] == "ready", ready
+    return ws, ready
+
+
+def _send(ws, example: dict, seq, **changes) -> None:
+    ws.send(json.dumps({**example, **changes, "seq": seq}))
+
+
+def _until_answered(ws, seqs: set) -> dict:
+    """Messages until every seq in ``seqs`` has had a terminal message or an error:
+    {seq: [message, ...]} in arrival order."""
+    by_seq: dict = {}
+    open_seqs = set(seqs)
+    deadline = time.monotonic() + TERMINAL_WAIT_S
+    while open_seqs:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        by_seq.setdefault(message["seq"], []).append(message)
+        if message["type"] != "stage1":
+            open_seqs.discard(message["seq"])
+    return by_seq
+
+
+def test_each_record_gets_stage1_then_its_terminal_message_in_many_sessions(serve_url, example):
+    def session(results: list, index: int) -> None:
+        seqs = random.Random(index).sample(range(10_000), 12)  # interleaved, not in order
+        ws, _ = _open(serve_url)
+        with ws:
+            for seq in seqs:
+                _send(ws, example, seq)
+            stage_ones, by_seq = [], {}
+            while len(by_seq) < len(seqs) or any(len(m) < 2 for m in by_seq.values()):
+                message = json.loads(ws.recv(timeout=TERMINAL_WAIT_S))
+                by_seq.setdefault(message["seq"], []).append(message)
+                if message["type"] == "stage1":
+                    stage_ones.append(message["seq"])
+        results.append((seqs, stage_ones, by_seq))
+
+    results: list = []
+    threads = [threading.Thread(target=session, args=(results, i)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 4
+    for seqs, stage_ones, by_seq in results:
+        assert stage_ones == seqs  # stage one in the order the records were sent
+        for seq in seqs:
+            first, second = by_seq[seq]  # exactly two messages per record
+            assert first["type"] == "stage1" and first["stage_two"]["status"] == "pending"
+            assert second["type"] == "stage2", second
+            assert second["ticket"] == first["ticket"]
+            assert second["stage_two"]["status"] == "completed"
+            assert second["stage_two"]["result"]["label"] in ("ok", "defect")
+
+
+def test_bad_messages_get_errors_and_the_session_goes_on(serve_url, example):
+    ws, ready = _open(serve_url)
+    with ws:
+        ws.send("not json")
+        ws.send(b"\x00binary")
+        ws.send("x" * (ready["max_message_bytes"] + 1))
+        ws.send(json.dumps([1, 2]))
+        ws.send(json.dumps(example))  # no seq
+        _send(ws, example, 7, shift="graveyard")
+        _send(ws, example, "t-8", type="subscribe")
+        ws.send(json.dumps({"type": "follow", "seq": 9, "ticket": "never-issued"}))
+        errors = [json.loads(ws.recv(timeout=10)) for _ in range(8)]
+        _send(ws, example, 10)
+        answered = _until_answered(ws, {10})
+
+    assert all(e["type"] == "error" for e in errors), errors
+    found = [(e["error"], e["errors"][0]["field"], e["seq"]) for e in errors]
+    assert found == [
+        ("malformed_json", "message", None),
+        ("malformed_message", "message", None),
+        ("message_too_large", "message", None),
+        ("malformed_json", "message", None),
+        ("invalid_record", "seq", None),
+        ("invalid_record", "shift", 7),
+        ("invalid_message", "type", "t-8"),
+        ("unknown_ticket", "ticket", 9),
+    ]
+    assert [m["type"] for m in answered[10]] == ["stage1", "stage2"]
+
+
+def test_past_its_bound_a_record_gets_stage_one_and_a_rejected_stage_two(serve_url, example, http):
+    ws, ready = _open(serve_url, "/saturated", max_unfinished=2, stage_two_deadline_s=60)
+    assert ready["max_unfinished"] == 2
+    with ws:
+        for seq in range(4):
+            _send(ws, example, seq)
+        answered = _until_answered(ws, {0, 1, 2, 3})
+    for seq in (2, 3):
+        first, second = answered[seq]
+        assert first["type"] == "stage1" and first["ticket"] is None
+        assert first["stage_one"]["label"] in ("ok", "defect")
+        assert second["type"] == "rejected"
+        assert "max_unfinished" in second["stage_two"]["error"]
+    assert [m["type"] for m in answered[0]] == ["stage1", "stage2"]
+
+
+def test_work_past_the_sessions_deadline_expires_unrun(serve_url, example, http):
+    backlog = fill_saturated_queue(serve_url, example)
+    try:
+        ws, ready = _open(serve_url, "/saturated", stage_two_deadline_s=0.05)
+        assert ready["stage_two_deadline_s"] == 0.05
+        with ws:
+            _send(ws, example, 1)
+            (first, second) = _until_answered(ws, {1})[1]
+        assert second["type"] == "expired", second
+        assert second["stage_two"]["started_at"] is None
+    finally:
+        cancel_all(http, "/saturated", backlog)
+
+
+def test_a_closed_session_cancels_only_its_unstarted_work(serve_url, example, http):
+    ws, _ = _open(serve_url, "/saturated", stage_two_deadline_s=120)
+    with ws:
+        for seq in range(12):
+            _send(ws, example, seq)
+        tickets = [json.loads(ws.recv(timeout=30))["ticket"] for _ in range(12)]
+        # Close once a heavy replica has started one of them.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if http.get(f"/saturated/v1/predictions/{tickets[0]}").json()["started_at"]:
+                break
+            time.sleep(0.05)
+    views = {}
+    deadline = time.monotonic() + TERMINAL_WAIT_S
+    while len(views) < len(tickets) and time.monotonic() < deadline:
+        for ticket in set(tickets) - set(views):
+            view = http.get(f"/saturated/v1/predictions/{ticket}", params={"wait": 5}).json()
+            if view["status"] not in UNFINISHED:
+                views[ticket] = view
+    statuses = {v["status"] for v in views.values()}
+    assert len(views) == len(tickets) and statuses == {"completed", "canceled"}, views
+    for view in views.values():
+        started = view["started_at"] is not None
+        assert started == (view["status"] == "completed"), view
+        if view["status"] == "canceled":
+            assert "stream session closed" in view["error"]
+
+
+def test_sessions_authenticate_by_header_or_first_message(serve_url, example):
+    with connect(_url(serve_url, "/guarded")) as ws, pytest.raises(websockets.ConnectionClosed):
+        ws.send(json.dumps({"type": "auth", "api_key": "wrong"}))
+        ws.recv(timeout=10)
+    assert ws.close_code == CLOSE_UNAUTHORIZED
+
+    ws, _ = _open(serve_url, "/guarded", headers={"Authorization": f"Bearer {API_KEY}"})
+    with ws:
+        _send(ws, example, 1)
+        assert [m["type"] for m in _until_answered(ws, {1})[1]] == ["stage1", "stage2"]
+
+    with connect(_url(serve_url, "/guarded")) as ws:
+        ws.send(json.dumps({"type": "auth", "api_key": API_KEY}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+
+
+def test_an_idle_session_is_closed_with_a_code_and_reason(serve_url):
+    ws, ready = _open(serve_url, "/guarded", headers={"X-API-Key": API_KEY})
+    assert ready["idle_timeout_s"] == GUARDED_IDLE_S
+    started = time.monotonic()
+    with ws, pytest.raises(websockets.ConnectionClosed):
+        ws.recv(timeout=GUARDED_IDLE_S + 10)
+    assert GUARDED_IDLE_S <= time.monotonic() - started < GUARDED_IDLE_S + 5
+    assert ws.close_code == CLOSE_IDLE and "no message" in ws.close_reason
+
+
+def test_bad_session_settings_are_refused_with_the_parameter_named(serve_url):
+    with connect(_url(serve_url, frame_interval_s=-1)) as ws:
+        error = json.loads(ws.recv(timeout=10))
+        with pytest.raises(websockets.ConnectionClosed):
+            ws.recv(timeout=10)
+    assert error["error"] == "invalid_parameters"
+    assert error["errors"][0]["field"] == "frame_interval_s"
+    assert ws.close_code == 1008
+
+
+def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, example):
+    """Every record still gets both answers: records whose stage one never came are sent
+    again, tickets whose stage two never came are followed on the new connection."""
+    count, kill_after = 40, 10
+
+    async def run() -> tuple[dict, int, str | None]:
+        async def records():
+            for index in range(count):
+                yield {**example, "seq": index}
+                await asyncio.sleep(0.05)
+
+        by_seq: dict = {}
+        victim = None
+        async with AsyncClient(serve_url) as client:
+            session = client.stream(records())
+            async for message in session:
+                by_seq.setdefault(message.seq, []).append(message.type)
+                if victim is None and len(by_seq) == kill_after:
+                    victim = session.ready.replica
+                    actor = f"SERVE_REPLICA::multistage#Ingress#{victim}"
+                    kill([ray.get_actor(actor, namespace="serve")])
+            return by_seq, session.connections, victim
+
+    by_seq, connections, victim = asyncio.run(run())
+    assert victim is not None and connections >= 2
+    assert sorted(by_seq) == list(range(count))
+    for seq, kinds in by_seq.items():
+        assert "stage1" in kinds and kinds[-1] in ("stage2", "lost"), (seq, kinds)
