@@ -181,12 +181,13 @@ class TicketStore:
             self._unfinished += 1
             self._finish(ticket, "canceled", unstarted_reason)
         elif ticket.finished_at is None:
-            if ticket.call is None:
-                self._finish(ticket, "canceled", unstarted_reason)
-            else:
-                self._finish(ticket, "canceled", "canceled by the client")
-                if all(t.finished_at is not None for t in ticket.call.tickets):
-                    ticket.call.task.cancel()  # no one is left waiting for this call
+            started = ticket.status == "running"
+            self._finish(
+                ticket, "canceled", "canceled by the client" if started else unstarted_reason
+            )
+            call = ticket.call
+            if call is not None and all(t.finished_at is not None for t in call.tickets):
+                call.task.cancel()  # no one is left waiting for this call
         return ticket
 
     async def stats(self) -> StoreStats:

@@ -62,7 +62,10 @@ class StreamSession:
         query = (settings or SessionSettings()).model_dump(exclude_none=True)
         params = "&".join(f"{key}={value}" for key, value in query.items())
         self._url = base_url.replace("http", "ws", 1).rstrip("/") + f"{paths.STREAMS}?{params}"
-        self._records = _aiter(records)
+        self._records = records
+        # One record ahead of the connection: a connection that drops cancels only its
+        # wait on this queue, never the caller's iterator (cancelling that ends it).
+        self._next_records: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=1)
         self._headers = headers
         self._max_reconnects = max_reconnects
         self._backoff_s = backoff_s
@@ -77,6 +80,14 @@ class StreamSession:
         return self.messages()
 
     async def messages(self) -> AsyncIterator[StreamMessage]:
+        reader = asyncio.create_task(self._read_records())
+        try:
+            async for message in self._reconnecting():
+                yield message
+        finally:
+            reader.cancel()
+
+    async def _reconnecting(self) -> AsyncIterator[StreamMessage]:
         failures = 0
         while not self._done():
             try:
@@ -114,12 +125,17 @@ class StreamSession:
                 with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                     await feeder
 
+    async def _read_records(self) -> None:
+        async for record in _aiter(self._records):
+            await self._next_records.put(record)
+        await self._next_records.put(None)
+
     async def _feed(self, ws) -> None:
-        async for record in self._records:
+        while (record := await self._next_records.get()) is not None:
             seq = record.get("seq", self._next_seq)
             self._next_seq += 1
             message = json.dumps({**record, "seq": seq})
-            self._unanswered[seq] = message
+            self._unanswered[seq] = message  # before sending: sent again if the send fails
             await ws.send(message)
         self._exhausted = True
 

@@ -1,6 +1,7 @@
 """Stream sessions (``GET /v1/streams``, a WebSocket) on the live service behind HAProxy."""
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -27,12 +28,13 @@ def _url(serve_url: str, prefix: str = "", **params) -> str:
     return f"{serve_url.replace('http', 'ws', 1)}{prefix}{paths.STREAMS}?{query}"
 
 
+@contextlib.contextmanager
 def _open(serve_url: str, prefix: str = "", headers: dict | None = None, **params):
     """A connected session and its ``ready`` message."""
-    ws = connect(_url(serve_url, prefix, **params), additional_headers=headers or {})
-    ready = json.loads(ws.recv(timeout=10))
-    assert ready["type"] == "ready", ready
-    return ws, ready
+    with connect(_url(serve_url, prefix, **params), additional_headers=headers or {}) as ws:
+        ready = json.loads(ws.recv(timeout=10))
+        assert ready["type"] == "ready", ready
+        yield ws, ready
 
 
 def _send(ws, example: dict, seq, **changes) -> None:
@@ -56,8 +58,7 @@ def _until_answered(ws, seqs: set) -> dict:
 def test_each_record_gets_stage1_then_its_terminal_message_in_many_sessions(serve_url, example):
     def session(results: list, index: int) -> None:
         seqs = random.Random(index).sample(range(10_000), 12)  # interleaved, not in order
-        ws, _ = _open(serve_url)
-        with ws:
+        with _open(serve_url) as (ws, _):
             for seq in seqs:
                 _send(ws, example, seq)
             stage_ones, by_seq = [], {}
@@ -87,8 +88,7 @@ def test_each_record_gets_stage1_then_its_terminal_message_in_many_sessions(serv
 
 
 def test_bad_messages_get_errors_and_the_session_goes_on(serve_url, example):
-    ws, ready = _open(serve_url)
-    with ws:
+    with _open(serve_url) as (ws, ready):
         ws.send("not json")
         ws.send(b"\x00binary")
         ws.send("x" * (ready["max_message_bytes"] + 1))
@@ -117,9 +117,8 @@ def test_bad_messages_get_errors_and_the_session_goes_on(serve_url, example):
 
 
 def test_past_its_bound_a_record_gets_stage_one_and_a_rejected_stage_two(serve_url, example, http):
-    ws, ready = _open(serve_url, "/saturated", max_unfinished=2, stage_two_deadline_s=60)
-    assert ready["max_unfinished"] == 2
-    with ws:
+    with _open(serve_url, "/saturated", max_unfinished=2, stage_two_deadline_s=60) as (ws, ready):
+        assert ready["max_unfinished"] == 2
         for seq in range(4):
             _send(ws, example, seq)
         answered = _until_answered(ws, {0, 1, 2, 3})
@@ -135,9 +134,8 @@ def test_past_its_bound_a_record_gets_stage_one_and_a_rejected_stage_two(serve_u
 def test_work_past_the_sessions_deadline_expires_unrun(serve_url, example, http):
     backlog = fill_saturated_queue(serve_url, example)
     try:
-        ws, ready = _open(serve_url, "/saturated", stage_two_deadline_s=0.05)
-        assert ready["stage_two_deadline_s"] == 0.05
-        with ws:
+        with _open(serve_url, "/saturated", stage_two_deadline_s=0.05) as (ws, ready):
+            assert ready["stage_two_deadline_s"] == 0.05
             _send(ws, example, 1)
             (first, second) = _until_answered(ws, {1})[1]
         assert second["type"] == "expired", second
@@ -147,8 +145,7 @@ def test_work_past_the_sessions_deadline_expires_unrun(serve_url, example, http)
 
 
 def test_a_closed_session_cancels_only_its_unstarted_work(serve_url, example, http):
-    ws, _ = _open(serve_url, "/saturated", stage_two_deadline_s=120)
-    with ws:
+    with _open(serve_url, "/saturated", stage_two_deadline_s=120) as (ws, _):
         for seq in range(12):
             _send(ws, example, seq)
         tickets = [json.loads(ws.recv(timeout=30))["ticket"] for _ in range(12)]
@@ -180,8 +177,7 @@ def test_sessions_authenticate_by_header_or_first_message(serve_url, example):
         ws.recv(timeout=10)
     assert ws.close_code == CLOSE_UNAUTHORIZED
 
-    ws, _ = _open(serve_url, "/guarded", headers={"Authorization": f"Bearer {API_KEY}"})
-    with ws:
+    with _open(serve_url, "/guarded", headers={"Authorization": f"Bearer {API_KEY}"}) as (ws, _):
         _send(ws, example, 1)
         assert [m["type"] for m in _until_answered(ws, {1})[1]] == ["stage1", "stage2"]
 
@@ -191,11 +187,11 @@ def test_sessions_authenticate_by_header_or_first_message(serve_url, example):
 
 
 def test_an_idle_session_is_closed_with_a_code_and_reason(serve_url):
-    ws, ready = _open(serve_url, "/guarded", headers={"X-API-Key": API_KEY})
-    assert ready["idle_timeout_s"] == GUARDED_IDLE_S
-    started = time.monotonic()
-    with ws, pytest.raises(websockets.ConnectionClosed):
-        ws.recv(timeout=GUARDED_IDLE_S + 10)
+    with _open(serve_url, "/guarded", headers={"X-API-Key": API_KEY}) as (ws, ready):
+        assert ready["idle_timeout_s"] == GUARDED_IDLE_S
+        started = time.monotonic()
+        with pytest.raises(websockets.ConnectionClosed):
+            ws.recv(timeout=GUARDED_IDLE_S + 10)
     assert GUARDED_IDLE_S <= time.monotonic() - started < GUARDED_IDLE_S + 5
     assert ws.close_code == CLOSE_IDLE and "no message" in ws.close_reason
 
