@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import copy
 import csv
+import dataclasses
 import json
 import signal
 import subprocess
@@ -45,6 +46,7 @@ import yaml
 
 from benchmarks import plots, sequential, stage_two
 from benchmarks.bound import Bound, highest_held
+from benchmarks.cpu_split import cpu_ms_per_request
 from benchmarks.load import LoadResult, run_locust
 from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
@@ -311,15 +313,26 @@ class Bench:
             print(f"  {name}:", flush=True)
 
             def trial(users: int, user=user, rate=rate, path=path) -> LoadResult:
-                result = run_locust(self.url, user, users, self.args.trial_seconds, rate, path)
+                runs = []
+
+                def run() -> int:
+                    runs.append(
+                        run_locust(self.url, user, users, self.args.trial_seconds, rate, path)
+                    )
+                    return runs[0].requests
+
+                # What the service spent per request under this load, by process.
+                cpu = cpu_ms_per_request(run, {"noop"} if path == "/noop" else {APP})
                 stage_two.drain()  # each trial starts with stage two idle
-                return result
+                return dataclasses.replace(runs[0], service_cpu_ms=cpu)
 
             users, trials = highest_held(trial, bound, start=start)
             series[name] = trials
+            at_bound = next((t for t in trials if t.users == users), None)
             held[name] = {
                 "users": users,
                 "requests_per_s": users * rate,
+                "cpu_ms_per_request_at_bound": at_bound and at_bound.service_cpu_ms,
                 "trials": [t.__dict__ for t in trials],
                 "load_generator_cpu_max": max(t.load_generator_cpu for t in trials),
             }
@@ -546,6 +559,10 @@ def _throughput_rows(results: dict) -> list[Row]:
             (f"Bounded throughput, every ticket followed ({label})", ours, target),
             (f"Bounded throughput, no-op app ({label})", f"{held['noop_serve']:g} req/s", ""),
         ]
+        if cpu := t["held"]["stage_one"].get("cpu_ms_per_request_at_bound"):
+            cores = cpu["total"] * held["stage_one"] / 1000
+            figures = f"{cpu['total']} ms / request: {cores:.2f} cores of 2"
+            rows.append((f"Service CPU at that bound, load generator apart ({label})", figures, ""))
     if s := results.get("haproxy", {}).get("streams"):
         http, sessions = s["held"]["http"]["users"], s["held"]["sessions"]["users"]
         ratio = f" ({_ratio(sessions, http)}x HTTP)" if http else ""

@@ -42,6 +42,9 @@ class LoadResult:
     stage_one_answers: int
     stage_two_completed: int
     load_generator_cpu: float  # CPU cores the load generator used, on average
+    # CPU milliseconds per request by process on the service's side, over the run
+    # (benchmarks/cpu_split.py), where the caller measured it.
+    service_cpu_ms: dict[str, float] | None = None
 
     @property
     def failure_ratio(self) -> float:
