@@ -484,7 +484,8 @@ def _latency_rows(results: dict) -> list[Row]:
             ("naive_single_stage", "Naive single-stage app"),
             ("bare_starlette", "Bare Starlette + XGBoost"),
         ]:
-            rows.append((f"{label} p50 / p99, sequential (HAProxy)", _p50_p99(latency[name]), ""))
+            where = "" if name == "bare_starlette" else " (HAProxy)"
+            rows.append((f"{label} p50 / p99, sequential{where}", _p50_p99(latency[name]), ""))
         rows += [
             ("Stage one p50 / no-op p50", f"{o['stage_one_p50_vs_noop_serve']}x", "<= 1.3x"),
             ("Stage one p50 / bare p50", f"{o['stage_one_p50_vs_bare_starlette']}x", "<= 3x"),
