@@ -115,15 +115,13 @@ def bench_config(port: int) -> dict:
 
 
 def autoscaling_config(config: dict) -> dict:
-    """``config`` with stage two autoscaling as configs/local.yaml has it, but quick to
-    scale, at a queue a CPU replica reaches under this machine's load (a call carries many
-    tickets: one call queued behind another is a backlog)."""
+    """``config`` with stage two autoscaling as configs/local.yaml has it (on its backlog
+    in records), but with short delays."""
     changed = copy.deepcopy(config)
     local = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())["applications"][0]
     scaling = _deployment(local, "HeavyModel")["autoscaling_config"] | {
         "upscale_delay_s": 2,
         "downscale_delay_s": 8,
-        "target_ongoing_requests": 1,
     }
     _deployment(_app(changed), "HeavyModel")["autoscaling_config"] = scaling
     return changed

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from multistage.api import ModelInfo, Prediction
+from multistage.autoscaling import RECORDS_METRIC
 from multistage.deadline import DeadlinePassed, has_passed
 from multistage.model_io import heavy_inputs, load_heavy_module
 from multistage.records import Record
@@ -66,6 +67,7 @@ class HeavyModel:
         self._autocast_dtype = _autocast_dtype(self._device, precision)
         self._info = info
         self._schema = schema
+        self._records_held = 0  # queued for this replica's batches or running
         # The first forward pass pays for lazy initialisation; pay it before serving.
         # A module that breaks the input contract fails here, not on the first request.
         warmup = self._predict_batch([_blank_record(schema)])[0]
@@ -79,9 +81,14 @@ class HeavyModel:
         self._predict_batched.set_max_batch_size(config.max_batch_size)
         self._predict_batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """The backlog this replica holds, in records: what stage two scales on
+        (``multistage/autoscaling.py``), where calls carry many records each."""
+        return {RECORDS_METRIC: self._records_held}
+
     async def predict(self, record: Record, deadline: float | None = None) -> Prediction:
         """Stage two for one record; raises ``DeadlinePassed`` rather than start late."""
-        outcome = await self._predict_batched(record, deadline)
+        (outcome,) = await self._held([record], [deadline])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -98,7 +105,7 @@ class HeavyModel:
         ``tickets`` name the records in this replica's logs.
         """
         started = time.perf_counter()
-        outcomes = list(await asyncio.gather(*map(self._predict_batched, records, deadlines)))
+        outcomes = await self._held(records, deadlines)
         logger.info(
             "stage two call done",
             extra={
@@ -108,6 +115,16 @@ class HeavyModel:
             },
         )
         return outcomes
+
+    async def _held(
+        self, records: list[Record], deadlines: list[float | None]
+    ) -> list[Prediction | Exception]:
+        """Each record through the batches, counted as held until its outcome is in."""
+        self._records_held += len(records)
+        try:
+            return list(await asyncio.gather(*map(self._predict_batched, records, deadlines)))
+        finally:
+            self._records_held -= len(records)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _predict_batched(

@@ -33,6 +33,10 @@ def test_config_is_valid_and_complete(name):
     per_call = app["args"]["ticket_policy"]["records_per_call"]
     assert heavy["max_ongoing_requests"] * per_call > heavy["user_config"]["max_batch_size"]
     assert heavy["autoscaling_config"]["min_replicas"] >= 1
+    # Stage two scales on records: its policy counts a queued call as records_per_call.
+    policy = heavy["autoscaling_config"]["policy"]
+    assert policy["policy_function"] == "multistage.autoscaling:RecordsBacklogPolicy"
+    assert policy["policy_kwargs"]["records_per_call"] == per_call
 
 
 def test_local_config_fits_two_cores_without_a_gpu():

@@ -1,0 +1,92 @@
+"""Stage two scales on its backlog in records, down to zero and back up.
+
+An app of this module's own, ``elastic``, runs beside the session's: the slow stage two
+(one photo per pass), no heavy replica at first (``min_replicas: 0``), short delays,
+and records reported every second. Counts are checked with tolerance: Serve's
+autoscaler averages its metrics over a window.
+"""
+
+import copy
+import time
+
+import pytest
+from conftest import deployment_options, use_slow_heavy_model
+from ray import serve
+from support import post_concurrently, wait_until_ended
+
+PREFIX = "/elastic"
+MAX_REPLICAS = 2
+
+
+@pytest.fixture(scope="module")
+def elastic(serve_url, service_config, artifacts, redeploy):
+    config = copy.deepcopy(service_config)
+    app = copy.deepcopy(config["applications"][0])
+    app.update(name="elastic", route_prefix=PREFIX)
+    deployment_options(app, "Ingress")["num_replicas"] = 1
+    heavy = use_slow_heavy_model(app, artifacts, max_batch_size=1)
+    heavy.pop("num_replicas")
+    heavy["max_ongoing_requests"] = 2
+    heavy["autoscaling_config"] = {
+        "min_replicas": 0,
+        "initial_replicas": 0,
+        "max_replicas": MAX_REPLICAS,
+        "upscale_delay_s": 1,
+        "downscale_delay_s": 4,
+        "downscale_to_zero_delay_s": 4,
+        "look_back_period_s": 2,
+        "policy": {
+            "policy_function": "multistage.autoscaling:RecordsBacklogPolicy",
+            "policy_kwargs": {"target_records": 8, "records_per_call": 4},
+        },
+    }
+    app["args"]["ticket_policy"]["records_per_call"] = 4
+    app["runtime_env"]["env_vars"]["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
+    config["applications"].append(app)
+    redeploy(config)
+    try:
+        yield serve_url
+    finally:
+        redeploy(service_config)
+
+
+def _heavy_replicas() -> int:
+    status = serve.status().applications["elastic"].deployments["HeavyModel"]
+    return status.replica_states.get("RUNNING", 0)
+
+
+def _wait_for_replicas(accept, timeout_s: float) -> list[int]:
+    """Heavy replica counts sampled until ``accept(count)``; fails after ``timeout_s``."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while not seen or not accept(seen[-1]):
+        assert time.monotonic() < deadline, f"replica counts seen: {seen}"
+        time.sleep(0.5)
+        seen.append(_heavy_replicas())
+    return seen
+
+
+def test_the_first_record_starts_stage_two_from_zero(elastic, http, example):
+    _wait_for_replicas(lambda n: n == 0, timeout_s=60)
+    started = time.monotonic()
+    answer = http.post(f"{PREFIX}/v1/predict", json=example).json()
+    assert answer["stage_two"]["status"] == "pending"
+    # No replica yet: the ticket waits, it does not fail.
+    assert http.get(answer["stage_two"]["url"]).json()["status"] == "pending"
+    view = wait_until_ended(http, answer["stage_two"]["url"]).json()
+    assert view["status"] == "completed", view
+    print(f"cold start: first record's stage two in {time.monotonic() - started:.1f} s")
+    # And back to zero once idle.
+    _wait_for_replicas(lambda n: n == 0, timeout_s=60)
+
+
+def test_a_backlog_scales_stage_two_up_then_back_down(elastic, http, example):
+    batch = {"records": [example] * 32}
+    responses = post_concurrently(elastic, f"{PREFIX}/v1/predict/batch", batch, 3)
+    urls = [item["stage_two"]["url"] for r in responses for item in r.json()["results"]]
+    assert len(urls) == 96 and all(urls)
+    rising = _wait_for_replicas(lambda n: n >= MAX_REPLICAS, timeout_s=90)
+    for url in urls:
+        assert wait_until_ended(http, url).json()["status"] == "completed"
+    falling = _wait_for_replicas(lambda n: n == 0, timeout_s=90)
+    print(f"heavy replicas while the backlog grew: {rising}; after it drained: {falling}")
