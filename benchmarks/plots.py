@@ -29,13 +29,16 @@ def latency_vs_load(series: dict[str, list[LoadResult]], bound_ms: float, out: P
 
 
 def autoscaling(timeline: list[dict], out: Path) -> None:
-    """Heavy replicas, users and latencies against time, from the autoscaling run."""
+    """Heavy replicas, users, stage two's backlog and latencies against time, from the
+    autoscaling run."""
     seconds = [point["t"] for point in timeline]
-    figure, (replicas, latency) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    figure, (replicas, backlog, latency) = plt.subplots(3, 1, sharex=True, figsize=(7, 8))
     replicas.step(seconds, [p["heavy_replicas"] for p in timeline], where="post", label="heavy")
     replicas.plot(seconds, [p.get("users") for p in timeline], color="tab:gray", label="streams")
     replicas.set(ylabel="replicas / streams")
     replicas.legend(fontsize=8)
+    backlog.plot(seconds, [p.get("backlog_records") for p in timeline], color="tab:orange")
+    backlog.set(ylabel="stage two backlog (records)")
     for key, label in [("p99_ms", "stage one p99"), ("stage_two_p99_ms", "stage two p99")]:
         latency.plot(seconds, [p.get(key) for p in timeline], label=label)
     latency.set(xlabel="seconds", ylabel="latency (ms)", yscale="log")

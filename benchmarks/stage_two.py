@@ -106,7 +106,8 @@ def _status(client: httpx.Client, url: str, ticket: str, attempts: int = 3) -> s
 
 
 class ReplicaSampler:
-    """Heavy replicas running, sampled every second while the ``with`` block runs."""
+    """Heavy replicas running and stage two's backlog, sampled every second while the
+    ``with`` block runs."""
 
     def __init__(self) -> None:
         self.timeline: list[dict] = []
@@ -130,5 +131,7 @@ class ReplicaSampler:
             status = serve.status().applications[APP].deployments["HeavyModel"]
             running = status.replica_states.get("RUNNING", 0)
             elapsed = round(time.monotonic() - self.started, 1)
-            self.timeline.append({"t": elapsed, "heavy_replicas": running})
+            # Stage two's backlog in records: tickets pending or running in the store.
+            point = {"t": elapsed, "heavy_replicas": running, "backlog_records": unfinished()}
+            self.timeline.append(point)
             time.sleep(1)

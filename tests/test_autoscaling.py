@@ -34,7 +34,7 @@ def elastic(serve_url, service_config, artifacts, redeploy):
         "upscale_delay_s": 1,
         "downscale_delay_s": 4,
         "downscale_to_zero_delay_s": 4,
-        "look_back_period_s": 2,
+        "look_back_period_s": 11,  # must exceed Serve's metrics_interval_s (10)
         "policy": {
             "policy_function": "multistage.autoscaling:RecordsBacklogPolicy",
             "policy_kwargs": {"target_records": 8, "records_per_call": 4},
