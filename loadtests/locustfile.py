@@ -18,7 +18,8 @@ Users (pick by class name; all by default):
 - ``StreamSessionUser``: one feed at ``--stream-rate`` over one stream session (a
   WebSocket, ``GET /v1/streams``): both answers of each record are pushed back on it.
   Stage one's latency is the entry ``WS stage1``; a record whose stage two is rejected
-  or expired, or that gets an error, counts as a failure there or in time-to-result.
+  or expired, that gets an error, or that is dropped (no answer before the session
+  closed) counts as a failure there or in time-to-result.
 
 Users at a fixed rate start at a random phase of their period, as independent feeds do:
 started in step, N users would send N requests at once every period, and the last of
@@ -228,6 +229,10 @@ class StreamSessionUser(FixedRate, User):
             gevent.sleep(0.05)
         self._reader.kill()
         self._ws.close()
+        for sent, _, _ in self._open.values():  # the session ended before their answers
+            SCORE.stage_two_failed += 1
+            dropped = RuntimeError("dropped: no answer before the session closed")
+            _fire_time_to_result(self.environment, sent, dropped)
 
     @task
     def frame(self) -> None:
@@ -238,7 +243,10 @@ class StreamSessionUser(FixedRate, User):
 
     def _read_forever(self) -> None:
         while True:
-            message = json.loads(self._ws.recv())
+            try:
+                message = json.loads(self._ws.recv())
+            except websocket.WebSocketException:
+                return  # closed: what is still open counts as dropped at stop
             sent, label, stage_one = self._open[message["seq"]]
             kind = message["type"]
             if kind == "stage1":

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 
+import httpx
 import pytest
 import ray
 import websockets
@@ -206,7 +207,7 @@ def test_bad_session_settings_are_refused_with_the_parameter_named(serve_url):
     assert ws.close_code == 1008
 
 
-def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, example):
+def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, example, http):
     """Every record still gets both answers: records whose stage one never came are sent
     again, tickets whose stage two never came are followed on the new connection."""
     count, kill_after = 40, 10
@@ -234,3 +235,16 @@ def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, exampl
     assert sorted(by_seq) == list(range(count))
     for seq, kinds in by_seq.items():
         assert "stage1" in kinds and kinds[-1] in ("stage2", "lost"), (seq, kinds)
+    _wait_for_two_ingress_replicas(http)
+
+
+def _wait_for_two_ingress_replicas(http, timeout_s: float = 90) -> None:
+    """Until Serve's replacement for the killed replica answers too: later tests count
+    on two."""
+    answered = set()
+    deadline = time.monotonic() + timeout_s
+    while len(answered) < 2:
+        assert time.monotonic() < deadline, f"only {answered} answered"
+        with contextlib.suppress(httpx.TransportError):
+            answered.add(http.get(paths.MODELS).headers.get(paths.INGRESS_REPLICA_HEADER))
+        time.sleep(0.1)
