@@ -1,7 +1,8 @@
 """The HTTP ingress: stage one, answered in this process, and tickets for stage two.
 
 A predict request costs no Serve call: the record is parsed and validated, XGBoost runs
-here, a signed ticket id is minted here, and the answer leaves. The ticket's stage-two
+here, a signed ticket id is minted here, and the answer leaves. A stream session's records
+(``GET /v1/streams``, ``multistage/stream_session.py``) take the same path. The ticket's stage-two
 work follows in a shared call to the ticket store (``SubmissionQueue``), and clients
 waiting for stage two share one wait per replica (``TicketWatcher``). Scaling this
 deployment scales stage one.
@@ -222,6 +223,7 @@ class Ingress:
             replica_id=self.replica_id,
             limits=self._streams,
             max_message_bytes=self._limits.max_body_bytes,
+            max_deadline_s=self._limits.max_deadline_s,
             api_key=self.api_key,
             parse=self._parser.parse_values,
             overloaded=self._shed,

@@ -56,6 +56,7 @@ class SessionServices:
     replica_id: str
     limits: StreamLimits
     max_message_bytes: int
+    max_deadline_s: float  # a session's stage-two deadline is capped as a POST's is
     api_key: str | None
     # A record from decoded JSON, or InvalidRecord naming the bad fields.
     parse: Callable[[object], Record]
@@ -116,9 +117,10 @@ class StreamSession:
         self._ws = websocket
         self._services = services
         limits = services.limits
-        self.deadline_s = settings.stage_two_deadline_s or (
+        asked_deadline_s = settings.stage_two_deadline_s or (
             limits.deadline_frames * settings.frame_interval_s
         )
+        self.deadline_s = min(asked_deadline_s, services.max_deadline_s)
         asked = settings.max_unfinished or limits.max_unfinished
         self.max_unfinished = min(asked, limits.max_unfinished)
         self._unfinished: dict[str, asyncio.Task] = {}  # ticket -> its delivery
