@@ -52,12 +52,17 @@ def test_haproxy_and_the_ingress_listen_on_loopback_only(serve_url, haproxy_dir)
     # (one may still be replacing a replica an earlier test killed).
     wait_for_condition(lambda: len(_routed_ports(haproxy_dir)) == 2, timeout=60)
     routed = _routed_ports(haproxy_dir)
-    listening = {
+    # A replica Serve just started can be routed to a moment before its server listens.
+    wait_for_condition(lambda: {port for _, port in _listening_on(routed)} == routed, timeout=60)
+    assert _listening_on(routed) == {("127.0.0.1", port) for port in routed}
+
+
+def _listening_on(ports: set[int]) -> set[tuple[str, int]]:
+    return {
         (c.laddr.ip, c.laddr.port)
         for c in psutil.net_connections(kind="tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr.port in routed
+        if c.status == psutil.CONN_LISTEN and c.laddr.port in ports
     }
-    assert listening == {("127.0.0.1", port) for port in routed}
 
 
 def _routed_ports(haproxy_dir) -> set[int]:
