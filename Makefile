@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # A CPU build of torch. On a GPU machine, pass a CUDA build, e.g. make setup TORCH="torch==2.13.0"
 # with pip pointed at PyTorch's CUDA index (see README).
 TORCH ?= torch==2.13.0
-MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json
+MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
 .PHONY: setup models run test lint bench bench-latency bench-stream bench-faults profile clean
 
@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 models: $(MODELS)
 
-# Order-only on the venv: changing dependencies must not retrain the models.
-$(MODELS) &: | $(VENV)/.installed
+# Retrained when the demo's code changes; order-only on the venv: changing dependencies
+# must not retrain the models.
+$(MODELS) &: demo/data.py demo/net.py demo/train.py | $(VENV)/.installed
 	$(BIN)/python -m demo.train --out artifacts
 
 # Serve's HAProxy ingress; PROXY=python for Serve's Python proxy instead.

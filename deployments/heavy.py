@@ -1,4 +1,5 @@
-"""Stage two: the PyTorch model on the photo (and tabular fields), dynamically batched.
+"""Stage two: the PyTorch model on the heavy modalities the schema declares (a photo, text
+fields, or both) and the tabular fields, dynamically batched.
 
 Runs on a GPU when the replica has one (mixed precision there), else on CPU. Batch
 size and wait come from ``user_config``, so they change at runtime without a redeploy.
@@ -155,15 +156,21 @@ class HeavyModel:
     def _predict_batch(self, records: list[Record]) -> list[Prediction | Exception]:
         started = time.perf_counter()
         features = np.stack([r.features for r in records])
-        images = np.stack([r.image for r in records])
-        inputs = heavy_inputs(features, images, self._schema, self._device)
+        images = np.stack([r.image for r in records]) if self._schema.image else None
+        texts = {t.field: np.stack([r.texts[t.field] for r in records]) for t in self._schema.texts}
+        inputs = heavy_inputs(features, images, texts, self._schema, self._device)
         with self._autocast():
-            logits = self._module(*inputs)
+            logits = self._module(**inputs)
         probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return [
             Prediction.from_probabilities(
-                p, self._schema.classes, self._info, elapsed_ms, batch_size=len(records)
+                p,
+                self._schema.classes,
+                self._info,
+                elapsed_ms,
+                batch_size=len(records),
+                modalities=self._schema.modalities,
             )
             if np.isfinite(p).all()
             else NonFiniteOutput("the model produced non-finite scores for this record")
@@ -178,9 +185,11 @@ class HeavyModel:
 
 def _blank_record(schema: RecordSchema) -> Record:
     spec = schema.image
+    image = np.zeros((spec.height, spec.width, spec.channels), np.uint8) if spec else None
     return Record(
         features=np.zeros(len(schema.fields), dtype=np.float32),
-        image=np.zeros((spec.height, spec.width, spec.channels), dtype=np.uint8),
+        image=image,
+        texts={t.field: np.zeros(t.max_tokens, dtype=np.int64) for t in schema.texts},
     )
 
 

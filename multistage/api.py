@@ -40,6 +40,7 @@ _TICKET_EXAMPLE = {
         "model": {"name": "defect-cnn", "version": "015153eb85d9"},
         "latency_ms": 256.1,
         "batch_size": 4,
+        "modalities": ["tabular", "image", "note"],
     },
     "error": None,
 }
@@ -65,6 +66,10 @@ class Prediction(BaseModel):
     batch_size: int | None = Field(
         None, description="Stage two only: how many requests shared this model call."
     )
+    modalities: list[str] | None = Field(
+        None,
+        description="Stage two only: what it saw: 'tabular', then the image and text fields.",
+    )
 
     @classmethod
     def from_probabilities(
@@ -74,6 +79,7 @@ class Prediction(BaseModel):
         model: ModelInfo,
         latency_ms: float,
         batch_size: int | None = None,
+        modalities: list[str] | None = None,
     ) -> Prediction:
         return cls(
             label=classes[int(np.argmax(probabilities))],
@@ -81,6 +87,7 @@ class Prediction(BaseModel):
             model=model,
             latency_ms=round(latency_ms, 3),
             batch_size=batch_size,
+            modalities=modalities,
         )
 
 

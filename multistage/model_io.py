@@ -60,11 +60,25 @@ def load_heavy_module(
 
 
 def heavy_inputs(
-    features: np.ndarray, images: np.ndarray, schema: RecordSchema, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Feature rows ``[B,F]`` and photos ``[B,H,W,C]`` uint8 -> the stage-two module's inputs."""
-    image = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    image = image.permute(0, 3, 1, 2).float().div_(255.0)
-    numeric = torch.from_numpy(features[:, schema.numeric_positions]).float().to(device)
-    categorical = torch.from_numpy(features[:, schema.categorical_positions]).long().to(device)
-    return image, numeric, categorical
+    features: np.ndarray,
+    images: np.ndarray | None,
+    texts: dict[str, np.ndarray],
+    schema: RecordSchema,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """The stage-two module's keyword inputs, each modality by name: ``numeric`` ``[B,N]``
+    float and ``categorical`` ``[B,K]`` long from feature rows ``[B,F]``; the image field
+    ``[B,C,H,W]`` float in 0..1 from photos ``[B,H,W,C]`` uint8; each text field's token
+    ids ``[B,T]`` long (0 pads)."""
+    inputs = {
+        "numeric": torch.from_numpy(features[:, schema.numeric_positions]).float().to(device),
+        "categorical": torch.from_numpy(features[:, schema.categorical_positions])
+        .long()
+        .to(device),
+    }
+    if schema.image is not None:
+        image = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        inputs[schema.image.field] = image.permute(0, 3, 1, 2).float().div_(255.0)
+    for text in schema.texts:
+        inputs[text.field] = torch.from_numpy(np.ascontiguousarray(texts[text.field])).to(device)
+    return inputs

@@ -1,15 +1,18 @@
 """From request bytes to a validated record, or to errors that name the bad field.
 
-Clients send JSON with the tabular fields and a base64 PNG/JPEG photo. Nothing is
-ever unpickled; the photo's size is checked from its header before any pixel is
-decoded.
+Clients send JSON with the tabular fields and the heavy modalities the schema declares:
+a base64 PNG/JPEG photo, free-text fields, or both. Nothing is ever unpickled; the
+photo's size is checked from its header before any pixel is decoded, and a text's
+length in characters before it is tokenized (then in tokens).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 from PIL import Image, UnidentifiedImageError
+from tokenizers import Tokenizer
 
-from multistage.schema import CategoricalField, ImageSpec, RecordSchema
+from multistage.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,12 @@ class InvalidRecord(Exception):
 
 @dataclass(frozen=True)
 class Record:
-    """What both models need: the feature row (schema order) and the decoded photo."""
+    """What both models need: the feature row (schema order), and stage two's modalities."""
 
     features: np.ndarray  # float32 [F]; a categorical value is its code
-    image: np.ndarray  # uint8 [H, W, C]
+    image: np.ndarray | None = None  # uint8 [H, W, C]; None when the schema has no image
+    # Token ids of each text field, int64 [max_tokens], padded with 0 (all 0: no text).
+    texts: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def request_model(schema: RecordSchema) -> type[pydantic.BaseModel]:
@@ -54,18 +60,24 @@ def request_model(schema: RecordSchema) -> type[pydantic.BaseModel]:
         else:
             annotation = pydantic.StrictFloat  # a JSON number: not "12", not true
         fields[field.name] = (annotation, pydantic.Field(description=field.description))
-    spec = schema.image
-    # base64 grows a file by 4/3: bounding the string bounds the decoded file.
-    max_chars = 4 * ((spec.max_file_bytes + 2) // 3)
-    fields[spec.field] = (
-        str,
-        pydantic.Field(
-            max_length=max_chars,
-            description=(
-                f"Base64 {' or '.join(spec.formats)} file, exactly {spec.width}x{spec.height} px."
-            ),
-        ),
-    )
+    if (spec := schema.image) is not None:
+        # base64 grows a file by 4/3: bounding the string bounds the decoded file.
+        max_chars = 4 * ((spec.max_file_bytes + 2) // 3)
+        description = (
+            f"Base64 {' or '.join(spec.formats)} file, exactly {spec.width}x{spec.height} px."
+        )
+        fields[spec.field] = (str, pydantic.Field(max_length=max_chars, description=description))
+    for text in schema.texts:
+        description = (
+            f"{text.description} At most {text.max_chars} characters and {text.max_tokens} "
+            "tokens.".strip()
+        )
+        length = pydantic.Field(max_length=text.max_chars, description=description)
+        if text.required:
+            fields[text.field] = (pydantic.StrictStr, length)
+        else:
+            optional = pydantic.Field(None, max_length=text.max_chars, description=description)
+            fields[text.field] = (pydantic.StrictStr | None, optional)
     config = pydantic.ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
@@ -81,10 +93,23 @@ class RecordParser:
         self.schema = schema
         self.model = request_model(schema)
         self.json_schema = self.model.model_json_schema()
+        self._tokenizers = {t.field: Tokenizer.from_file(t.tokenizer) for t in schema.texts}
 
     def parse(self, body: bytes) -> Record:
         """A record from a JSON request body."""
-        return self._record(self.model.model_validate_json, body)
+        try:
+            return self._record(self.model.model_validate_json, body)
+        except InvalidRecord as invalid:
+            if not invalid.malformed:
+                raise
+            # Strict JSON parsing refuses text no UTF-8 can carry (bytes that are not UTF-8,
+            # escaped lone surrogates) as "not JSON". Read leniently, the JSON is sound and
+            # the error names the field that holds such text.
+            try:
+                values = json.loads(body.decode("utf-8", "surrogateescape"))
+            except ValueError:
+                raise invalid from None
+            return self.parse_values(values)
 
     def parse_values(self, values: Any) -> Record:
         """A record from already-decoded JSON (one item of a batch)."""
@@ -95,8 +120,32 @@ class RecordParser:
             values = validate(source).model_dump()
         except pydantic.ValidationError as error:
             raise invalid_record(error) from None
-        image = decode_image(values[self.schema.image.field], self.schema.image)
-        return Record(features=self.schema.feature_row(values), image=image)
+        spec = self.schema.image
+        image = decode_image(values[spec.field], spec) if spec is not None else None
+        texts, errors = {}, []
+        for text in self.schema.texts:
+            try:
+                texts[text.field] = self._token_ids(text, values[text.field])
+            except InvalidRecord as invalid:
+                errors += invalid.errors
+        if errors:
+            raise InvalidRecord(errors)
+        return Record(features=self.schema.feature_row(values), image=image, texts=texts)
+
+    def _token_ids(self, spec: TextSpec, text: str | None) -> np.ndarray:
+        """The text's token ids, padded to ``max_tokens``; its length in characters was
+        checked by the request model, before this."""
+        ids = np.zeros(spec.max_tokens, dtype=np.int64)
+        if text is None or not text.strip():
+            if spec.required:
+                raise InvalidRecord([FieldError(spec.field, "must not be empty")])
+            return ids  # an optional field left out or blank: the model sees no text
+        tokens = self._tokenizers[spec.field].encode(text).ids
+        if len(tokens) > spec.max_tokens:
+            problem = f"has {len(tokens)} tokens, the limit is {spec.max_tokens}"
+            raise InvalidRecord([FieldError(spec.field, problem)])
+        ids[: len(tokens)] = tokens
+        return ids
 
 
 def decode_image(encoded: str, spec: ImageSpec) -> np.ndarray:

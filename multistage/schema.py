@@ -2,7 +2,9 @@
 
 One JSON file describes the input of both stages. Training writes it next to the
 models; serving reads it at start-up. Its field order is the XGBoost feature
-order; a categorical value's code is its index in ``categories``.
+order; a categorical value's code is its index in ``categories``. Stage one sees only
+those tabular fields; stage two also sees the heavy modalities the schema declares: a
+photo (``image``), free-text fields (``texts``), or both.
 """
 
 from __future__ import annotations
@@ -52,22 +54,57 @@ class ImageSpec(BaseModel):
         return "L" if self.channels == 1 else "RGB"
 
 
+class TextSpec(BaseModel):
+    """A free-text field: its length is checked in characters before it is tokenized, and in
+    tokens after; stage two sees its token ids, padded with 0 to ``max_tokens``."""
+
+    field: str
+    max_chars: int = Field(1000, gt=0)
+    max_tokens: int = Field(64, gt=0)
+    required: bool = True
+    tokenizer: str = Field(
+        "tokenizer.json",
+        description="A `tokenizers` JSON file (id 0 pads), relative to the schema's folder.",
+    )
+    vocab_size: int = Field(gt=1, description="The tokenizer's vocabulary: the model's rows.")
+    description: str = ""
+
+
 class RecordSchema(BaseModel):
     classes: list[str] = Field(min_length=2)
     fields: list[TabularField] = Field(min_length=1)
-    image: ImageSpec
+    image: ImageSpec | None = None
+    texts: list[TextSpec] = []
     example: dict[str, Any] = Field(description="A valid request body.")
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> RecordSchema:
-        names = [f.name for f in self.fields] + [self.image.field]
+        names = [f.name for f in self.fields] + self.heavy_fields
         if len(set(names)) != len(names):
             raise ValueError(f"field names must be unique, got {names}")
+        if not self.heavy_fields:
+            raise ValueError("declare at least one heavy modality: an image or a text field")
+        if reserved := set(self.heavy_fields) & {"numeric", "categorical"}:
+            raise ValueError(f"{sorted(reserved)}: names of the stage-two model's tabular inputs")
         return self
 
     @classmethod
     def load(cls, path: str | Path) -> RecordSchema:
-        return cls.model_validate_json(Path(path).read_text())
+        """The schema in ``path``, its tokenizer files found from the schema's folder."""
+        schema = cls.model_validate_json(Path(path).read_text())
+        for spec in schema.texts:
+            spec.tokenizer = str((Path(path).parent / spec.tokenizer).resolve())
+        return schema
+
+    @property
+    def heavy_fields(self) -> list[str]:
+        """The request fields of the heavy modalities, stage two's own inputs."""
+        return ([self.image.field] if self.image else []) + [t.field for t in self.texts]
+
+    @property
+    def modalities(self) -> list[str]:
+        """What stage two sees, as its answer reports it: the tabular fields, then the rest."""
+        return ["tabular", *self.heavy_fields]
 
     @property
     def numeric_fields(self) -> list[NumericField]:

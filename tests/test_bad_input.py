@@ -92,6 +92,35 @@ CASES = {
         "invalid_record",
         "image",
     ),
+    "note over its characters": (
+        lambda ex: _with(ex, note="rattle " * 100),
+        422,
+        "invalid_record",
+        "note",
+    ),
+    "note over its tokens": (
+        # Under 400 characters, but every letter a token of its own.
+        lambda ex: _with(ex, note=" ".join("qzxj"[i % 4] for i in range(150))),
+        422,
+        "invalid_record",
+        "note",
+    ),
+    "note empty": (lambda ex: _with(ex, note="   "), 422, "invalid_record", "note"),
+    "note missing": (lambda ex: _without(ex, "note"), 422, "invalid_record", "note"),
+    "note not a string": (lambda ex: _with(ex, note=42), 422, "invalid_record", "note"),
+    "note not valid UTF-8 (a lone surrogate)": (
+        # json.dumps escapes it as \\ud800: valid JSON, text no UTF-8 can carry.
+        lambda ex: _with(ex, note="clunk \ud800"),
+        422,
+        "invalid_record",
+        "note",
+    ),
+    "note not valid UTF-8 (raw bytes)": (
+        lambda ex: _with(ex, note="clunk ~").replace(b"clunk ~", b"clunk \xff"),
+        422,
+        "invalid_record",
+        "note",
+    ),
     "oversized body": (
         lambda ex: _with(ex, padding="x" * (2 << 20)),
         413,

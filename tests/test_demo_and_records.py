@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from demo.data import generate, record_schema
+from demo.data import generate, without
 from demo.train import auc
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
 from multistage.records import InvalidRecord, RecordParser
@@ -13,36 +13,44 @@ from multistage.records import InvalidRecord, RecordParser
 
 def test_generator_is_deterministic_per_seed():
     a, b, c = generate(50, seed=3), generate(50, seed=3), generate(50, seed=4)
-    assert a.tabular.equals(b.tabular)
+    assert a.tabular.equals(b.tabular) and a.notes == b.notes
     assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
-    assert not np.array_equal(a.images, c.images)
+    assert not np.array_equal(a.images, c.images) and a.notes != c.notes
 
 
-def test_label_depends_on_what_only_the_photo_shows():
+def test_label_depends_on_what_only_the_photo_and_only_the_note_show():
     data = generate(4000, seed=0)
-    defect_rate_with_crack = data.labels[data.has_crack].mean()
-    defect_rate_without = data.labels[~data.has_crack].mean()
-    assert defect_rate_with_crack - defect_rate_without > 0.3
+    for evidence in (data.has_crack, data.heard_noise):
+        assert data.labels[evidence].mean() - data.labels[~evidence].mean() > 0.3
+    # The note says it in many ways: varied wording, order, typos, idle remarks.
+    assert len(set(data.notes)) > 0.9 * len(data.notes)
 
 
-def test_schema_example_parses_to_the_generator_record():
-    schema = record_schema()
+def test_schema_example_parses_to_the_generator_record(schema):
     record = RecordParser(schema).parse(json.dumps(schema.example).encode())
     expected = generate(1, seed=2024)
     assert np.array_equal(record.image, expected.images[0])
+    ids = record.texts["note"]
+    assert ids.shape == (schema.texts[0].max_tokens,) and np.count_nonzero(ids) > 0
     assert record.features[0] == pytest.approx(expected.tabular["temperature_c"][0], abs=1e-3)
     supplier = schema.fields[3]
     assert record.features[3] == supplier.categories.index(expected.tabular["supplier"][0])
 
 
-def test_parser_reports_every_bad_field():
-    schema = record_schema()
+def test_parser_reports_every_bad_field(schema):
     body = {**schema.example, "temperature_c": "hot", "shift": "graveyard"}
     del body["supplier"]
     with pytest.raises(InvalidRecord) as error:
         RecordParser(schema).parse(json.dumps(body).encode())
     assert {e.field for e in error.value.errors} == {"temperature_c", "shift", "supplier"}
     assert not error.value.malformed
+
+
+def test_a_schema_declares_at_least_one_heavy_modality(schema):
+    text_only = without(schema, "image")
+    assert text_only.modalities == ["tabular", "note"] and "image" not in text_only.example
+    with pytest.raises(ValueError, match="at least one heavy modality"):
+        without(text_only, "note")
 
 
 def test_auc_matches_its_definition():

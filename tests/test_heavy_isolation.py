@@ -25,10 +25,10 @@ class RefusesAbsurdRecords(torch.nn.Module):
         super().__init__()
         self.net = build_model(schema, width=8)
 
-    def forward(self, image, numeric, categorical):
+    def forward(self, numeric, categorical, **heavy):
         if bool((numeric.abs() > 1e5).any()):
             raise ValueError("an absurd record")
-        return self.net(image, numeric, categorical)
+        return self.net(numeric, categorical, **heavy)
 
 
 def heavy_only(args: dict) -> Application:
@@ -46,7 +46,8 @@ def _record(schema: RecordSchema, first_numeric: float) -> Record:
     features = np.zeros(len(schema.fields), dtype=np.float32)
     features[schema.numeric_positions[0]] = first_numeric
     image = np.zeros((spec.height, spec.width, spec.channels), dtype=np.uint8)
-    return Record(features=features, image=image)
+    texts = {t.field: np.zeros(t.max_tokens, dtype=np.int64) for t in schema.texts}
+    return Record(features=features, image=image, texts=texts)
 
 
 def _predict_together(records: list[Record]) -> list:

@@ -25,12 +25,13 @@ def test_both_stages_equal_offline_predictions(http, artifacts, schema):
     records = [parser.parse(json.dumps(body).encode()) for body in bodies]
     features = np.stack([r.features for r in records])
     images = np.stack([r.image for r in records])
+    notes = {"note": np.stack([r.texts["note"] for r in records])}
     booster = load_booster(artifacts / "tabular.ubj")
     offline_one = xgboost_probabilities(booster, features)
     net = load_heavy_module("demo.net:build_model", artifacts / "heavy.pt", schema, {})
-    inputs = heavy_inputs(features, images, schema, torch.device("cpu"))
+    inputs = heavy_inputs(features, images, notes, schema, torch.device("cpu"))
     with torch.inference_mode():
-        offline_two = torch.softmax(net(*inputs), dim=1)
+        offline_two = torch.softmax(net(**inputs), dim=1)
 
     responses = [http.post("/v1/predict", json=body) for body in bodies]
     assert [r.status_code for r in responses] == [200] * len(bodies)
@@ -50,6 +51,8 @@ def test_both_stages_equal_offline_predictions(http, artifacts, schema):
             offline_two[i].numpy(), abs=1e-4
         )
         assert view["result"]["model"]["name"] == "defect-cnn"
+        assert view["result"]["modalities"] == ["tabular", "image", "note"]
+        assert stage_one["modalities"] is None  # stage one never sees the photo or the note
 
 
 def test_pending_ticket_answers_202_with_retry_after(http, example):
@@ -97,7 +100,7 @@ def test_openapi_documents_predict_with_the_example(http, schema):
     document = http.get("/openapi.json").json()
     body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["example"] == schema.example
-    assert set(body["schema"]["required"]) == {f.name for f in schema.fields} | {"image"}
+    assert set(body["schema"]["required"]) == {f.name for f in schema.fields} | {"image", "note"}
     assert "/v1/predictions/{ticket}" in document["paths"]
 
 
