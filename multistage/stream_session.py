@@ -148,6 +148,8 @@ class StreamSession:
             try:
                 frame = await asyncio.wait_for(self._ws.receive(), idle_timeout_s)
             except asyncio.TimeoutError:
+                if self._unfinished:
+                    continue  # answers still to come: waiting for them is not idling
                 await self._flush()
                 await self._ws.close(CLOSE_IDLE, f"no message for {idle_timeout_s:g} s")
                 return

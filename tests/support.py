@@ -1,6 +1,7 @@
 """Helpers shared by the tests that drive the live service."""
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -66,3 +67,15 @@ def dashboard_metric_names(path: Path) -> set[str]:
         for target in panel.get("targets", [])
         for name in _METRIC_NAME.findall(_QUOTED.sub('""', target.get("expr", "")))
     }
+
+
+def wait_for_two_ingress_replicas(http: httpx.Client, timeout_s: float = 90) -> None:
+    """Until both of the session's ingress replicas answer: after a test killed one, Serve's
+    replacement must be serving before later tests count on two."""
+    answered: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(answered) < 2:
+        assert time.monotonic() < deadline, f"only {answered} answered"
+        with contextlib.suppress(httpx.TransportError):
+            answered.add(http.get("/v1/models").headers["x-ingress-replica"])
+        time.sleep(0.1)

@@ -74,8 +74,18 @@ def test_a_deadline_that_can_be_met_is_met(http, example):
 
 
 def test_admission_control_rejects_stage_two_never_stage_one(http, serve_url, example):
-    burst = post_concurrently(serve_url, f"{SATURATED}/v1/predict", example, 150)
-    assert [r.status_code for r in burst] == [200] * len(burst)
+    # In waves of 50: a single wave of 150 can keep the one ingress replica busy past its
+    # shedding bound on a loaded machine, and that 503 would be stage one's own shedding.
+    path = f"{SATURATED}/v1/predict"
+    waves = [r for _ in range(3) for r in post_concurrently(serve_url, path, example, 50)]
+    # Stage one may shed a request on its own account (503 'overloaded', a busy machine);
+    # stage two's limit never costs a request its stage one.
+    shed = [r for r in waves if r.status_code != 200]
+    assert all(r.status_code == 503 and r.json()["error"] == "overloaded" for r in shed), [
+        (r.status_code, r.text[:200]) for r in shed
+    ]
+    burst = [r for r in waves if r.status_code == 200]
+    assert len(burst) > SATURATED_MAX_UNFINISHED
     bodies = [r.json() for r in burst]
     assert all(b["stage_one"]["label"] in ("ok", "defect") for b in bodies)
 

@@ -7,7 +7,6 @@ import random
 import threading
 import time
 
-import httpx
 import pytest
 import ray
 import websockets
@@ -207,9 +206,12 @@ def test_bad_session_settings_are_refused_with_the_parameter_named(serve_url):
     assert ws.close_code == 1008
 
 
-def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, example, http):
+def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, example):
     """Every record still gets both answers: records whose stage one never came are sent
-    again, tickets whose stage two never came are followed on the new connection."""
+    again, tickets whose stage two never came are followed on the new connection.
+
+    On the guarded app: its one ingress replica dies, the client's reconnects are refused
+    until Serve has replaced it, then the session resumes there."""
     count, kill_after = 40, 10
 
     async def run() -> tuple[dict, int, str | None]:
@@ -220,13 +222,13 @@ def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, exampl
 
         by_seq: dict = {}
         victim = None
-        async with AsyncClient(serve_url) as client:
-            session = client.stream(records())
+        async with AsyncClient(f"{serve_url}/guarded", api_key=API_KEY) as client:
+            session = client.stream(records(), max_reconnects=10)
             async for message in session:
                 by_seq.setdefault(message.seq, []).append(message.type)
                 if victim is None and len(by_seq) == kill_after:
                     victim = session.ready.replica
-                    actor = f"SERVE_REPLICA::multistage#Ingress#{victim}"
+                    actor = f"SERVE_REPLICA::guarded#Ingress#{victim}"
                     kill([ray.get_actor(actor, namespace="serve")])
             return by_seq, session.connections, victim
 
@@ -234,17 +236,6 @@ def test_the_client_resumes_when_its_ingress_replica_is_killed(serve_url, exampl
     assert victim is not None and connections >= 2
     assert sorted(by_seq) == list(range(count))
     for seq, kinds in by_seq.items():
-        assert "stage1" in kinds and kinds[-1] in ("stage2", "lost"), (seq, kinds)
-    _wait_for_two_ingress_replicas(http)
-
-
-def _wait_for_two_ingress_replicas(http, timeout_s: float = 90) -> None:
-    """Until Serve's replacement for the killed replica answers too: later tests count
-    on two."""
-    answered = set()
-    deadline = time.monotonic() + timeout_s
-    while len(answered) < 2:
-        assert time.monotonic() < deadline, f"only {answered} answered"
-        with contextlib.suppress(httpx.TransportError):
-            answered.add(http.get(paths.MODELS).headers.get(paths.INGRESS_REPLICA_HEADER))
-        time.sleep(0.1)
+        # lost: its submission died with the replica; expired: it completed while the
+        # client was away, and the guarded app keeps results for 2 s only.
+        assert "stage1" in kinds and kinds[-1] in ("stage2", "lost", "expired"), (seq, kinds)

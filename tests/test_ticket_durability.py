@@ -6,6 +6,7 @@ import httpx
 import ray
 from ray import serve
 from ray._common.test_utils import wait_for_condition
+from support import wait_for_two_ingress_replicas
 
 INGRESS_REPLICA = "X-Ingress-Replica"
 
@@ -58,3 +59,4 @@ def test_tickets_outlive_the_ingress_replica_that_issued_them(http, example):
                 assert response.headers[INGRESS_REPLICA] != victim
                 unresolved.discard(ticket)
     assert not unresolved, f"{len(unresolved)} of {len(tickets)} tickets never resolved"
+    wait_for_two_ingress_replicas(http)
