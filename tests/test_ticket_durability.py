@@ -54,9 +54,10 @@ def test_tickets_outlive_the_ingress_replica_that_issued_them(http, example):
                 response = http.get(f"/v1/predictions/{ticket}", params={"wait": 5})
             except httpx.TransportError:
                 continue
-            if response.status_code == 200:
+            # ray.kill takes effect a moment later: a read the victim still answered
+            # proves nothing, so it is read again.
+            if response.status_code == 200 and response.headers[INGRESS_REPLICA] != victim:
                 assert response.json()["status"] == "completed"
-                assert response.headers[INGRESS_REPLICA] != victim
                 unresolved.discard(ticket)
     assert not unresolved, f"{len(unresolved)} of {len(tickets)} tickets never resolved"
     wait_for_two_ingress_replicas(http)
