@@ -13,12 +13,7 @@ applications run side by side:
   with 503s;
 - ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
   in production), keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions
-  idle for ``GUARDED_IDLE_S``;
-- ``textonly`` at ``/textonly``: the note-only stage two training writes
-  (``schema_note.json``, ``heavy_note.pt``): records without a photo, by config alone;
-- ``elastic`` at ``/elastic``: the slow stage two on no replica until work comes
-  (``min_replicas: 0``), scaling on its backlog with short delays, up to
-  ``ELASTIC_MAX_REPLICAS``.
+  idle for ``GUARDED_IDLE_S``.
 
 All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
 Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress, as
@@ -46,7 +41,6 @@ SATURATED_MAX_UNFINISHED = 100
 API_KEY = "test-key-" + "x" * 24
 GUARDED_TTL_S = 2.0
 GUARDED_IDLE_S = 2.0  # its stream sessions close after this long without a message
-ELASTIC_MAX_REPLICAS = 2
 # The session's apps sign ticket ids with it (signing.secret_env), so tests can make ids
 # the service would have issued without ever sending their submissions.
 TICKET_SECRET = bytes(range(32))
@@ -95,7 +89,7 @@ def haproxy_dir(service_config, metrics_port) -> Path:
     """The session's local cluster, behind HAProxy: the folder of HAProxy's files."""
     with local_cluster(
         extra_env={"MULTISTAGE_TICKET_SECRET": TICKET_SECRET.hex()},
-        num_cpus=12,
+        num_cpus=8,
         log_to_driver=False,
         _metrics_export_port=metrics_port,
         # Metrics reach the scrape endpoint within a second, not Ray's default ten.
@@ -172,50 +166,8 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
     guarded["args"]["streams"] = {"idle_timeout_s": GUARDED_IDLE_S, "auth_timeout_s": 2}
 
-    config["applications"] = [
-        main,
-        saturated,
-        overloaded,
-        guarded,
-        _text_only_app(main, artifacts),
-        _elastic_app(main, artifacts),
-    ]
+    config["applications"] = [main, saturated, overloaded, guarded]
     return config
-
-
-def _text_only_app(main: dict, artifacts: Path) -> dict:
-    app = copy.deepcopy(main)
-    app.update(name="textonly", route_prefix="/textonly")
-    app["args"]["schema_path"] = str(artifacts / "schema_note.json")
-    app["args"]["heavy"]["weights"] = str(artifacts / "heavy_note.pt")
-    deployment_options(app, "Ingress")["num_replicas"] = 1
-    deployment_options(app, "HeavyModel")["autoscaling_config"] |= {"max_replicas": 1}
-    return app
-
-
-def _elastic_app(main: dict, artifacts: Path) -> dict:
-    app = copy.deepcopy(main)
-    app.update(name="elastic", route_prefix="/elastic")
-    deployment_options(app, "Ingress")["num_replicas"] = 1
-    heavy = use_slow_heavy_model(app, artifacts, max_batch_size=1)
-    heavy.pop("num_replicas")
-    heavy["max_ongoing_requests"] = 2
-    heavy["autoscaling_config"] = {
-        "min_replicas": 0,
-        "initial_replicas": 0,
-        "max_replicas": ELASTIC_MAX_REPLICAS,
-        "upscale_delay_s": 1,
-        "downscale_delay_s": 4,
-        "downscale_to_zero_delay_s": 4,
-        "look_back_period_s": 11,  # must exceed Serve's metrics_interval_s (10)
-        "policy": {
-            "policy_function": "multistage.autoscaling:RecordsBacklogPolicy",
-            "policy_kwargs": {"target_records": 8, "records_per_call": 4},
-        },
-    }
-    app["args"]["ticket_policy"]["records_per_call"] = 4
-    app["runtime_env"]["env_vars"]["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
-    return app
 
 
 def use_slow_heavy_model(app: dict, artifacts: Path, max_batch_size: int) -> dict:

@@ -1,19 +1,54 @@
 """Stage two scales on its backlog in records, down to zero and back up.
 
-The session's ``elastic`` app (see conftest) runs the slow stage two (one photo per pass)
-on no heavy replica until work comes (``min_replicas: 0``), with short delays, and its
-replicas report their records every second. Counts are checked with tolerance: Serve's
+An app of this module's own, ``elastic``, runs beside the session's: the slow stage two
+(one photo per pass), no heavy replica at first (``min_replicas: 0``), short delays,
+and records reported every second. Counts are checked with tolerance: Serve's
 autoscaler averages its metrics over a window.
 """
 
+import copy
 import time
 from datetime import datetime
 
-from conftest import ELASTIC_MAX_REPLICAS
+import pytest
+from conftest import deployment_options, use_slow_heavy_model
 from ray import serve
 from support import post_concurrently, wait_until_ended
 
 PREFIX = "/elastic"
+MAX_REPLICAS = 2
+
+
+@pytest.fixture(scope="module")
+def elastic(serve_url, service_config, artifacts, redeploy):
+    config = copy.deepcopy(service_config)
+    app = copy.deepcopy(config["applications"][0])
+    app.update(name="elastic", route_prefix=PREFIX)
+    deployment_options(app, "Ingress")["num_replicas"] = 1
+    heavy = use_slow_heavy_model(app, artifacts, max_batch_size=1)
+    heavy.pop("num_replicas")
+    heavy["max_ongoing_requests"] = 2
+    heavy["autoscaling_config"] = {
+        "min_replicas": 0,
+        "initial_replicas": 0,
+        "max_replicas": MAX_REPLICAS,
+        "upscale_delay_s": 1,
+        "downscale_delay_s": 4,
+        "downscale_to_zero_delay_s": 4,
+        "look_back_period_s": 11,  # must exceed Serve's metrics_interval_s (10)
+        "policy": {
+            "policy_function": "multistage.autoscaling:RecordsBacklogPolicy",
+            "policy_kwargs": {"target_records": 8, "records_per_call": 4},
+        },
+    }
+    app["args"]["ticket_policy"]["records_per_call"] = 4
+    app["runtime_env"]["env_vars"]["RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S"] = "1"
+    config["applications"].append(app)
+    redeploy(config)
+    try:
+        yield serve_url
+    finally:
+        redeploy(service_config)
 
 
 def _heavy_replicas() -> int:
@@ -32,7 +67,7 @@ def _wait_for_replicas(accept, timeout_s: float) -> list[int]:
     return seen
 
 
-def test_stage_two_scales_from_zero_with_its_backlog_and_back(serve_url, http, example):
+def test_stage_two_scales_from_zero_with_its_backlog_and_back(elastic, http, example):
     _wait_for_replicas(lambda n: n == 0, timeout_s=60)
     first = http.post(f"{PREFIX}/v1/predict", json=example).json()
     assert first["stage_two"]["status"] == "pending"
@@ -40,10 +75,10 @@ def test_stage_two_scales_from_zero_with_its_backlog_and_back(serve_url, http, e
     assert http.get(first["stage_two"]["url"]).json()["status"] == "pending"
 
     batch = {"records": [example] * 32}
-    responses = post_concurrently(serve_url, f"{PREFIX}/v1/predict/batch", batch, 3)
+    responses = post_concurrently(elastic, f"{PREFIX}/v1/predict/batch", batch, 3)
     urls = [item["stage_two"]["url"] for r in responses for item in r.json()["results"]]
     assert len(urls) == 96 and all(urls)
-    rising = _wait_for_replicas(lambda n: n >= ELASTIC_MAX_REPLICAS, timeout_s=90)
+    rising = _wait_for_replicas(lambda n: n >= MAX_REPLICAS, timeout_s=90)
 
     view = wait_until_ended(http, first["stage_two"]["url"]).json()
     assert view["status"] == "completed", view
