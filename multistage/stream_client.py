@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from urllib.parse import urlencode
 
 import websockets
 
@@ -60,8 +61,8 @@ class StreamSession:
         backoff_s: float = 0.2,
     ) -> None:
         query = (settings or SessionSettings()).model_dump(exclude_none=True)
-        params = "&".join(f"{key}={value}" for key, value in query.items())
-        self._url = base_url.replace("http", "ws", 1).rstrip("/") + f"{paths.STREAMS}?{params}"
+        root = base_url.replace("http", "ws", 1).rstrip("/")
+        self._url = f"{root}{paths.STREAMS}?{urlencode(query)}"
         self._records = records
         # One record ahead of the connection: a connection that drops cancels only its
         # wait on this queue, never the caller's iterator (cancelling that ends it).

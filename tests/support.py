@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from multistage import paths
 from multistage.api import UNFINISHED
 
 
@@ -77,5 +78,5 @@ def wait_for_two_ingress_replicas(http: httpx.Client, timeout_s: float = 90) -> 
     while len(answered) < 2:
         assert time.monotonic() < deadline, f"only {answered} answered"
         with contextlib.suppress(httpx.TransportError):
-            answered.add(http.get("/v1/models").headers["x-ingress-replica"])
+            answered.add(http.get(paths.MODELS).headers[paths.INGRESS_REPLICA_HEADER])
         time.sleep(0.1)
