@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
-.PHONY: setup models run test lint bench bench-latency bench-stream bench-faults profile clean
+.PHONY: setup redis models run test lint bench bench-latency bench-stream bench-faults profile clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# A Redis server for the ticket journal's Redis backend and its tests: Debian's package
+# (apt-get, as root). Tests that need it are skipped where none is installed.
+redis:
+	@command -v redis-server >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 
 models: $(MODELS)
 

@@ -28,22 +28,28 @@ def latency_vs_load(series: dict[str, list[LoadResult]], bound_ms: float, out: P
     _save(figure, out)
 
 
-def autoscaling(timeline: list[dict], out: Path) -> None:
-    """Heavy replicas, users, stage two's backlog and latencies against time, from the
-    autoscaling run."""
-    seconds = [point["t"] for point in timeline]
+def autoscaling(runs: dict[str, list[dict]], out: Path) -> None:
+    """Heavy replicas, streams, stage two's backlog and time-to-result against time, one
+    line per run of the step load (autoscaled, one replica)."""
     figure, (replicas, backlog, latency) = plt.subplots(3, 1, sharex=True, figsize=(7, 8))
-    replicas.step(seconds, [p["heavy_replicas"] for p in timeline], where="post", label="heavy")
-    replicas.plot(seconds, [p.get("users") for p in timeline], color="tab:gray", label="streams")
+    for name, timeline in runs.items():
+        seconds = [point["t"] for point in timeline]
+        replicas.step(
+            seconds, [p["heavy_replicas"] for p in timeline], where="post", label=f"heavy ({name})"
+        )
+        backlog.plot(seconds, [p.get("backlog_records") for p in timeline], label=name)
+        latency.plot(seconds, [p.get("stage_two_p99_ms") for p in timeline], label=name)
+    first = next(iter(runs.values()))
+    replicas.plot(
+        [p["t"] for p in first], [p.get("users") for p in first], color="tab:gray", label="streams"
+    )
     replicas.set(ylabel="replicas / streams")
     replicas.legend(fontsize=8)
-    backlog.plot(seconds, [p.get("backlog_records") for p in timeline], color="tab:orange")
     backlog.set(ylabel="stage two backlog (records)")
-    for key, label in [("p99_ms", "stage one p99"), ("stage_two_p99_ms", "stage two p99")]:
-        latency.plot(seconds, [p.get(key) for p in timeline], label=label)
-    latency.set(xlabel="seconds", ylabel="latency (ms)", yscale="log")
+    backlog.legend(fontsize=8)
+    latency.set(xlabel="seconds", ylabel="stage two p99, last 10 s (ms)", yscale="log")
     latency.legend(fontsize=8)
-    figure.suptitle("Autoscaling under a step load")
+    figure.suptitle("Stage two under a step load of stream sessions")
     _save(figure, out)
 
 

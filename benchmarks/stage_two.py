@@ -129,9 +129,14 @@ class ReplicaSampler:
     def _sample(self) -> None:
         while not self._stop.is_set():
             status = serve.status().applications[APP].deployments["HeavyModel"]
-            running = status.replica_states.get("RUNNING", 0)
+            states = status.replica_states
             elapsed = round(time.monotonic() - self.started, 1)
-            # Stage two's backlog in records: tickets pending or running in the store.
-            point = {"t": elapsed, "heavy_replicas": running, "backlog_records": unfinished()}
+            point = {
+                "t": elapsed,
+                "heavy_replicas": states.get("RUNNING", 0),
+                "heavy_starting": states.get("STARTING", 0),
+                # Stage two's backlog in records: tickets pending or running in the store.
+                "backlog_records": unfinished(),
+            }
             self.timeline.append(point)
             time.sleep(1)

@@ -15,9 +15,18 @@ recursively, down to calls made by sub-requests that have already returned.
 Reads of a ticket the store holds no record of are answered from its id alone (when it
 was issued, and that this service signed it): on its way here, lost, or released.
 
+Every change of a ticket is written to the ticket journal (``multistage/journal.py``)
+in batches, and a submission is acknowledged once its tickets are written: a store
+replica that starts, or whose peer's lease lapsed, takes the unfinished tickets of
+owners that are gone and runs them again. Reads are answered from memory (the result
+by ObjectRef: the fast path) for the tickets this replica holds, from the journal for
+the others (a peer's, or those of a replica that is gone).
+
 What a fault costs: a heavy replica's death retries its tickets (``max_attempts``);
-this replica's death loses every ticket it holds (they then read ``lost``); tickets
-still on their way from an ingress replica are sent again to its replacement.
+this replica's death costs nothing with a durable journal (its tickets are run again
+elsewhere, results already written stay readable) and every ticket it holds with the
+memory journal (they then read ``lost``); tickets still on their way from an ingress
+replica are sent again to another replica.
 """
 
 from __future__ import annotations
@@ -40,13 +49,27 @@ from multistage.api import Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
 from multistage.deadline import DeadlinePassed, seconds_left
 from multistage.handles import object_ref_once_accepted
+from multistage.journal import (
+    JournalArgs,
+    JournalEntry,
+    decode_record,
+    encode_record,
+    open_journal,
+)
 from multistage.metrics import TicketMetrics
 from multistage.records import Record
 from multistage.ticket_ids import TicketIds
 from multistage.ticket_views import in_transit_view, lost_view, released_view, utc
 from multistage.wire import StoreLoad, Submission, WaitReply
 
+# How often a wait re-reads the journal for tickets a peer holds.
+_PEER_POLL_S = 0.1
+
 logger = logging.getLogger("ray.serve")
+
+
+class JournalUnavailable(RuntimeError):
+    """The journal did not take a write: the submissions' sender tries again."""
 
 
 class StoreStats(BaseModel):
@@ -73,6 +96,7 @@ class _Ticket:
     index: int = 0
     error: str | None = None
     call: _Call | None = None  # set once dispatched
+    encoded_record: str | None = None  # the record as the journal holds it
 
 
 @dataclass
@@ -90,11 +114,27 @@ class _Call:
     ray_actor_options={"num_cpus": 0.1},
 )
 class TicketStore:
-    async def __init__(self, heavy: DeploymentHandle, policy: TicketPolicy, secret: bytes) -> None:
-        # Tickets live in this replica's memory: a second replica would hold half of them.
-        world_size = serve.get_replica_context().world_size
-        if world_size != 1:
-            raise ValueError(f"TicketStore must run exactly one replica, not {world_size}")
+    async def __init__(
+        self,
+        heavy: DeploymentHandle,
+        policy: TicketPolicy,
+        secret: bytes,
+        journal: JournalArgs | None = None,
+    ) -> None:
+        context = serve.get_replica_context()
+        self._journal_args = journal = journal or JournalArgs()
+        if not journal.durable and context.world_size != 1:
+            # Without a journal a ticket lives only in the memory of the replica that
+            # took it: reads landing on another replica would not find it.
+            raise ValueError(
+                f"TicketStore with the memory journal must run one replica, "
+                f"not {context.world_size}; configure a durable journal for more"
+            )
+        self._owner = context.replica_id.unique_id
+        self._journal = open_journal(journal)
+        # Changes not yet written, by ticket; and what waits for the next write.
+        self._unwritten: dict[str, JournalEntry] = {}
+        self._written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         # Ids issued before this moment that it has no record of were held by a replica
         # that is gone, or are still on their way here.
         self._started_at = time.time()
@@ -117,6 +157,11 @@ class TicketStore:
         self._reaper = asyncio.create_task(self._release_expired_forever())
         self._metrics = TicketMetrics()
         self._gauges = asyncio.create_task(self._report_unfinished_forever())
+        if journal.durable:
+            await self._journal.renew_lease(self._owner, journal.lease_s)
+            await self._adopt_orphans()
+            self._writer = asyncio.create_task(self._write_forever())
+            self._lease = asyncio.create_task(self._keep_lease_forever())
 
     async def submit_many(self, submissions: list[Submission]) -> StoreLoad:
         """Take stage-two work; answers the load, by which ingress replicas admit more.
@@ -128,6 +173,9 @@ class TicketStore:
             ticket_id = submission.ticket
             if ticket_id not in self._tickets and ticket_id not in self._recently_released:
                 self._take(submission, now)
+        if self._journal_args.durable and not await self._next_write():
+            # Taken, and run, but not yet written: the ingress sends them again.
+            raise JournalUnavailable("the ticket journal did not take the submissions")
         return self._load()
 
     async def view(self, ticket_id: str) -> TicketView | None:
@@ -138,19 +186,14 @@ class TicketStore:
         """Views of those of the tickets that have ended, waiting up to ``wait_s`` for one
         to end if none has; one such call serves every waiting client of an ingress replica.
         """
-        ended = self._ended(ticket_ids)
-        if not ended and wait_s > 0:
-            woken = asyncio.get_running_loop().create_future()
-            for ticket_id in ticket_ids:
-                self._waiters.setdefault(ticket_id, []).append(woken)
-            try:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(woken, timeout=wait_s)
-            finally:
-                self._stop_waiting(ticket_ids, woken)
-            ended = self._ended(ticket_ids)
-        views = await asyncio.gather(*(self._view_of(ticket_id) for ticket_id in ended))
-        return WaitReply(ended=list(views), load=self._load())
+        give_up_at = time.monotonic() + wait_s
+        views = await self._ended_views(ticket_ids)
+        while not views and (left := give_up_at - time.monotonic()) > 0:
+            if self._journal_args.durable and any(t not in self._tickets for t in ticket_ids):
+                left = min(left, _PEER_POLL_S)  # a peer's tickets end in the journal
+            await self._woken_or_timeout(ticket_ids, left)
+            views = await self._ended_views(ticket_ids)
+        return WaitReply(ended=views, load=self._load())
 
     async def cancel_unstarted(self, ticket_ids: list[str]) -> None:
         """Cancel those of the tickets that no heavy replica has started (a stream session
@@ -215,6 +258,7 @@ class TicketStore:
             submission.request_id,
         )
         self._unfinished += 1
+        self._note(ticket)
         if self._unfinished > self._policy.max_unfinished:
             # Admitted by an ingress replica's estimate, refused here, where it is exact.
             self._metrics.rejected("stage_two_full")
@@ -251,21 +295,41 @@ class TicketStore:
     def _load(self) -> StoreLoad:
         return StoreLoad(unfinished=self._unfinished, max_unfinished=self._policy.max_unfinished)
 
-    def _ended(self, ticket_ids: list[str]) -> list[str]:
-        """Those of the ids whose tickets have ended, here or before they could arrive."""
-        ended = []
+    async def _ended_views(self, ticket_ids: list[str]) -> list[TicketView]:
+        """Views of those of the tickets that have ended: here, in the journal, or before
+        they could arrive."""
+        held = [self._tickets[t] for t in ticket_ids if t in self._tickets]
+        views = list(await asyncio.gather(*(self._view(t) for t in held if t.finished_at)))
+        others = [t for t in ticket_ids if t not in self._tickets]
+        entries = await self._journal.read(others) if others else {}
+        for ticket_id in others:
+            if (entry := entries.get(ticket_id)) is not None:
+                if entry.finished:
+                    views.append(_journal_view(entry))
+            elif (view := self._unrecorded(ticket_id)) and view.status != "pending":
+                views.append(view)
+        return views
+
+    async def _woken_or_timeout(self, ticket_ids: list[str], timeout_s: float) -> None:
+        """Until one of the tickets held here ends, or ``timeout_s`` passes."""
+        woken = asyncio.get_running_loop().create_future()
         for ticket_id in ticket_ids:
-            ticket = self._tickets.get(ticket_id)
-            if ticket is not None:
-                if ticket.finished_at is not None:
-                    ended.append(ticket_id)
-            elif (unrecorded := self._unrecorded(ticket_id)) and unrecorded.status != "pending":
-                ended.append(ticket_id)
-        return ended
+            self._waiters.setdefault(ticket_id, []).append(woken)
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken, timeout=timeout_s)
+        finally:
+            self._stop_waiting(ticket_ids, woken)
 
     async def _view_of(self, ticket_id: str) -> TicketView | None:
         ticket = self._tickets.get(ticket_id)
-        return await self._view(ticket) if ticket is not None else self._unrecorded(ticket_id)
+        if ticket is not None:
+            return await self._view(ticket)
+        if self._journal_args.durable:
+            entry = (await self._journal.read([ticket_id])).get(ticket_id)
+            if entry is not None:
+                return _journal_view(entry)
+        return self._unrecorded(ticket_id)
 
     def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
         for ticket_id in ticket_ids:
@@ -311,13 +375,21 @@ class TicketStore:
 
     async def _attempt_until_settled(self, call: _Call) -> None:
         """Call stage two, again when a heavy replica dies under the call (not when the model
-        fails: that answer would be the same)."""
-        for attempt in range(1, self._policy.max_attempts + 1):
+        fails: that answer would be the same). Attempts count per ticket: a ticket taken
+        from a store replica that is gone brings the attempts made there."""
+        died = "a ticket store replica that ran it was lost"
+        while True:
             tickets = [t for t in call.tickets if t.finished_at is None]
+            spent = [t for t in tickets if t.attempts >= self._policy.max_attempts]
+            attempts = self._policy.max_attempts
+            error = f"stage two was attempted {attempts} times, the last lost: {died}"
+            self._finish_unfinished(spent, "failed", error)
+            tickets = [t for t in tickets if t.attempts < attempts]
             if not tickets:
                 return
             for ticket in tickets:
-                ticket.attempts = attempt
+                ticket.attempts += 1
+                self._note(ticket)
             records = [t.record for t in tickets]
             response = self._heavy.predict_many.remote(
                 records, [t.deadline for t in tickets], [t.id for t in tickets]
@@ -328,6 +400,7 @@ class TicketStore:
                 for ticket in tickets:
                     if ticket.finished_at is None:  # else canceled while the call waited
                         ticket.status, ticket.started_at = "running", ticket.started_at or now
+                        self._note(ticket)
                 outcomes = await ref
             except asyncio.CancelledError:
                 response.cancel()
@@ -339,7 +412,7 @@ class TicketStore:
                 died = _reason(error)
                 logger.warning(
                     "stage two's replica died under a call; trying again",
-                    extra={"tickets": [t.id for t in tickets], "attempt": attempt, "error": died},
+                    extra={"tickets": [t.id for t in tickets], "error": died},
                 )
                 for ticket in tickets:
                     ticket.status = "pending"
@@ -351,9 +424,6 @@ class TicketStore:
                         self._compare(ticket, outcome.label)
                     self._finish(ticket, *_ending(outcome))
             return
-        attempts = self._policy.max_attempts
-        error = f"stage two's replica died under each of {attempts} attempts: {died}"
-        self._finish_unfinished(call.tickets, "failed", error)
 
     def _finish_unfinished(
         self, tickets: list[_Ticket], status: TicketStatus, error: str | None
@@ -362,12 +432,19 @@ class TicketStore:
             if ticket.finished_at is None:
                 self._finish(ticket, status, error)
 
-    def _finish(self, ticket: _Ticket, status: TicketStatus, error: str | None) -> None:
+    def _finish(
+        self,
+        ticket: _Ticket,
+        status: TicketStatus,
+        error: str | None,
+        result: Prediction | None = None,
+    ) -> None:
         ticket.status, ticket.error = status, error
         ticket.finished_at = time.time()
-        ticket.record = None
+        ticket.record = ticket.encoded_record = None
         if status != "completed":
             ticket.ref = None
+        self._note(ticket, result)
         self._unfinished -= 1
         self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
         for woken in self._waiters.pop(ticket.id, ()):
@@ -385,6 +462,84 @@ class TicketStore:
                 "time_to_result_ms": round(time_to_result_ms, 3),
             },
         )
+
+    def _note(self, ticket: _Ticket, result: Prediction | None = None) -> None:
+        """Write the ticket's change to the journal with the next batch."""
+        if not self._journal_args.durable:
+            return
+        if ticket.record is not None and ticket.encoded_record is None:
+            ticket.encoded_record = encode_record(ticket.record)
+        self._unwritten[ticket.id] = JournalEntry(
+            ticket=ticket.id,
+            owner=self._owner,
+            status=ticket.status,
+            submitted_at=ticket.submitted_at,
+            started_at=ticket.started_at,
+            finished_at=ticket.finished_at,
+            attempts=ticket.attempts,
+            error=ticket.error,
+            deadline=ticket.deadline,
+            stage_one_label=ticket.stage_one_label,
+            request_id=ticket.request_id,
+            record=ticket.encoded_record,
+            result=result,
+        )
+
+    async def _next_write(self) -> bool:
+        """Whether the next batch written to the journal (holding every change so far)
+        was taken."""
+        return await asyncio.shield(self._written)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._journal_args.flush_every_s)
+            if not self._unwritten:
+                continue
+            batch, self._unwritten = self._unwritten, {}
+            written = self._written
+            self._written = asyncio.get_running_loop().create_future()
+            try:
+                await self._journal.write(list(batch.values()), self._policy.result_ttl_s)
+            except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
+                logger.warning("the ticket journal did not take a write: %s", _reason(error))
+                self._unwritten = batch | self._unwritten  # later changes win
+                written.set_result(False)
+            else:
+                written.set_result(True)
+
+    async def _keep_lease_forever(self) -> None:
+        """Renew this replica's lease, and take the tickets of owners whose lease lapsed."""
+        lease_s = self._journal_args.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 4)
+            try:
+                await self._journal.renew_lease(self._owner, lease_s)
+                await self._adopt_orphans()
+            except Exception as error:  # noqa: BLE001 - a journal that is down: try again
+                logger.warning("the ticket journal did not renew a lease: %s", _reason(error))
+
+    async def _adopt_orphans(self) -> None:
+        """Run again the unfinished tickets of store replicas that are gone."""
+        entries = await self._journal.take_orphans(self._owner)
+        adopted = [e for e in entries if e.ticket not in self._tickets and e.record is not None]
+        for entry in adopted:
+            ticket = self._record(
+                entry.ticket,
+                decode_record(entry.record),
+                entry.deadline,
+                entry.submitted_at,
+                entry.stage_one_label,
+                entry.request_id,
+            )
+            ticket.attempts, ticket.encoded_record = entry.attempts, entry.record
+            self._unfinished += 1
+            self._note(ticket)
+            self._undispatched.put_nowait(ticket)
+        if adopted:
+            logger.warning(
+                "took the unfinished tickets of a ticket store replica that is gone",
+                extra={"tickets": [e.ticket for e in adopted]},
+            )
 
     def _compare(self, ticket: _Ticket, stage_two_label: str) -> None:
         """Count the ticket for the revision metric: did stage two change stage one's label?"""
@@ -473,13 +628,32 @@ async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray
         raise DeadlinePassed() from None
 
 
-def _ending(outcome: Prediction | Exception) -> tuple[TicketStatus, str | None]:
+def _journal_view(entry: JournalEntry) -> TicketView:
+    """A ticket's view from its journal entry (held by a peer, or by a replica gone)."""
+    view = TicketView(
+        ticket=entry.ticket,
+        status=entry.status,
+        submitted_at=utc(entry.submitted_at),
+        started_at=utc(entry.started_at),
+        finished_at=utc(entry.finished_at),
+        attempts=entry.attempts,
+        error=entry.error,
+    )
+    if entry.result is not None and entry.finished_at is not None:
+        latency_ms = (entry.finished_at - entry.submitted_at) * 1000
+        view.result = entry.result.model_copy(update={"latency_ms": round(latency_ms, 3)})
+    return view
+
+
+def _ending(
+    outcome: Prediction | Exception,
+) -> tuple[TicketStatus, str | None, Prediction | None]:
     """How a ticket ends, given its record's outcome from the heavy model."""
     if isinstance(outcome, DeadlinePassed):
-        return "expired", str(outcome)
+        return "expired", str(outcome), None
     if isinstance(outcome, Exception):
-        return "failed", _reason(outcome)
-    return "completed", None
+        return "failed", _reason(outcome), None
+    return "completed", None, outcome
 
 
 def _latest(deadlines: list[float | None]) -> float | None:

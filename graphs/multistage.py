@@ -23,6 +23,7 @@ from deployments.ticket_store import TicketStore
 from multistage.api import ModelInfo
 from multistage.auth import AuthArgs
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
+from multistage.journal import JournalArgs
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import SigningArgs, load_secret
@@ -55,6 +56,7 @@ class AppArgs(BaseModel):
     heavy: HeavyModelArgs = HeavyModelArgs()
     http: HttpLimits = HttpLimits()
     ticket_policy: TicketPolicy = TicketPolicy()
+    journal: JournalArgs = JournalArgs()
     store_calls: StoreCalls = StoreCalls()
     streams: StreamLimits = StreamLimits()
     auth: AuthArgs = AuthArgs()
@@ -68,7 +70,9 @@ def build_app(args: AppArgs) -> Application:
     # its args or code change, and then replaces the ticket store (and its tickets) too.
     secret = load_secret(args.signing)
     heavy = bind_heavy(args, schema, models)
-    store = TicketStore.bind(heavy, policy=args.ticket_policy, secret=secret)
+    # Relative paths are taken from where the app is built (the project root for `serve run`).
+    journal = args.journal.model_copy(update={"path": args.journal.path.resolve()})
+    store = TicketStore.bind(heavy, policy=args.ticket_policy, secret=secret, journal=journal)
     return Ingress.bind(
         store,
         stage_one_path=str(args.tabular.path.resolve()),

@@ -76,7 +76,7 @@ def serve_logs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def service_config(artifacts, serve_logs) -> dict:
     """The Serve config the session deploys (tests that change it must restore it)."""
-    return _test_config(artifacts, free_port(), serve_logs)
+    return _test_config(artifacts, free_port(), serve_logs, serve_logs.parent / "journals")
 
 
 @pytest.fixture(scope="session")
@@ -139,9 +139,11 @@ def local_config(artifacts: Path, port: int) -> dict:
     return config
 
 
-def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
+def _test_config(artifacts: Path, port: int, logs: Path, journals: Path) -> dict:
     config = local_config(artifacts, port)
     main = config["applications"][0]
+    # Each app journals its tickets in a file of its own (as configured: SQLite).
+    main["args"]["journal"]["path"] = str(journals / "multistage.sqlite")
     deployment_options(main, "Ingress")["num_replicas"] = 2
     main["logging_config"]["logs_dir"] = str(logs)
 
@@ -153,10 +155,12 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     saturated["args"]["ticket_policy"]["max_unfinished"] = SATURATED_MAX_UNFINISHED
     # One record per call too: shared calls would drain a test's backlog too fast.
     saturated["args"]["ticket_policy"]["records_per_call"] = 1
+    saturated["args"]["journal"]["path"] = str(journals / "saturated.sqlite")
 
     overloaded = copy.deepcopy(main)
     overloaded.update(name="overloaded", route_prefix="/overloaded")
     deployment_options(overloaded, "Ingress")["num_replicas"] = 1
+    overloaded["args"]["journal"] = {"backend": "memory"}
     # A request that finds the loop busy for 2 ms is shed: in a burst, most are.
     overloaded["args"]["http"]["shed_after_ms"] = 2
     guarded = copy.deepcopy(main)
@@ -165,6 +169,7 @@ def _test_config(artifacts: Path, port: int, logs: Path) -> dict:
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
     guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
     guarded["args"]["streams"] = {"idle_timeout_s": GUARDED_IDLE_S, "auth_timeout_s": 2}
+    guarded["args"]["journal"] = {"backend": "memory"}
 
     config["applications"] = [main, saturated, overloaded, guarded]
     return config
