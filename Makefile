@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
-.PHONY: setup redis models run test lint bench bench-latency bench-stream bench-faults profile clean
+.PHONY: setup redis models run test lint bench bench-latency bench-stream bench-faults soak profile clean
 
 setup: $(VENV)/.installed
 
@@ -51,8 +51,12 @@ bench-latency: setup models
 bench-stream: setup models
 	$(BIN)/python -m benchmarks.stream_latency
 
-bench-faults: setup models
+bench-faults: setup models redis
 	$(BIN)/python -m benchmarks.fault_injection
+
+# Ten minutes of load while a random replica dies every 30 s (journal on Redis).
+soak: setup models redis
+	$(BIN)/python -m benchmarks.chaos_soak
 
 profile: setup models
 	$(BIN)/python -m benchmarks.profile_ingress

@@ -3,9 +3,11 @@
     python -m benchmarks.fault_injection [--seconds 12] [--out results/fault_injection.json]
 
 Starts a local Ray cluster of its own (no dashboard; Serve's HAProxy ingress, as
-``make run``) and deploys ``configs/local.yaml``
-with two ingress replicas (so one can die while the other serves) and a longer batch
-wait (see BATCH_WAIT_S), using the models in ``artifacts/`` (``make models``).
+``make run``) and a Redis server of its own (``make redis``), and deploys
+``configs/local.yaml`` with two ingress replicas (so one can die while the other
+serves) and a longer batch wait (see BATCH_WAIT_S), using the models in ``artifacts/``
+(``make models``). Each fault names the ticket journal it runs with (SQLite, as
+configured, unless it says otherwise) and how many ticket store replicas.
 
 For each fault in turn, batches of records are posted at a steady rate and, like
 interactive clients, each poster follows its tickets at once (long-poll). A third of
@@ -13,14 +15,16 @@ the way in, the fault strikes just after a batch was posted, while its records w
 stage two. Reported per fault: tickets submitted, completed, failed (by reason),
 canceled, expired, lost and unresolved (still unfinished a minute later: must be zero);
 tickets retried; submissions refused or answered without a ticket; when the first
-ticket submitted after the fault completed; and how long the POSTs took (stage one's
-answer), whose tail shows what a fault costs stage one.
+ticket submitted after the fault completed; results read again at the end that differ
+from what their follower read (a result must outlive the store that held it); and how
+long the POSTs took (stage one's answer), whose tail shows what a fault costs stage one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +50,7 @@ from ops.local_cluster import (
     replica_actors,
     replica_ids,
 )
+from ops.redis_server import RedisServer
 
 APP = "multistage"
 BATCH = 8  # records per POST: the heavy model gets real batches to die under
@@ -55,12 +60,16 @@ FOLLOW_TIMEOUT_S = 60
 # the heavy replica long enough to kill it under them, STRIKE_AFTER_S after their POST.
 BATCH_WAIT_S = 0.25
 STRIKE_AFTER_S = 0.1
+REDIS_DOWN_S = 3.0  # how long the journal's server stays down
 BAD_RECORD = {"temperature_c": 1e308}  # finite JSON that overflows the network: fails alone
 
 
 @dataclass(frozen=True)
 class Fault:
     victims: Callable[[], list] = list  # the replica actors to kill
+    journal: str = "sqlite"  # the ticket journal's backend
+    store_replicas: int = 1
+    restarts_redis: bool = False  # the fault: the journal's Redis server stops, then starts
     bad_records: bool = False  # one record per POST the model fails on
     disconnecting_clients: bool = False  # streams closed right after the ticket arrives
     routed_by_haproxy: bool = False  # the victim is an ingress replica HAProxy routes to
@@ -71,7 +80,19 @@ FAULTS = {
     "ingress replica killed": Fault(
         lambda: replica_actors(APP, "Ingress")[:1], routed_by_haproxy=True
     ),
-    "ticket store replica killed": Fault(lambda: replica_actors(APP, "TicketStore")),
+    "ticket store replica killed (SQLite)": Fault(lambda: replica_actors(APP, "TicketStore")),
+    "ticket store replica killed (memory journal)": Fault(
+        lambda: replica_actors(APP, "TicketStore"), journal="memory"
+    ),
+    "ticket store replica killed (Redis)": Fault(
+        lambda: replica_actors(APP, "TicketStore"), journal="redis"
+    ),
+    "one of 2 store replicas killed (Redis)": Fault(
+        lambda: replica_actors(APP, "TicketStore")[:1], journal="redis", store_replicas=2
+    ),
+    "journal's Redis restarted (2 store replicas)": Fault(
+        journal="redis", store_replicas=2, restarts_redis=True
+    ),
     "bad record in every batch": Fault(bad_records=True),
     "clients disconnect after the ticket": Fault(disconnecting_clients=True),
 }
@@ -86,9 +107,10 @@ class Run:
     failed_reads: Counter = field(default_factory=Counter)  # ticket reads that got no answer
     post_ms: list[float] = field(default_factory=list)  # how long each POST took (stage one)
     haproxy_stopped_routing_s: float | None = None  # after the kill, to the killed replica
+    changed_on_reread: int = 0  # completed tickets that read differently at the end
 
 
-async def _post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
+async def post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
     response = await client.post(paths.PREDICT_BATCH, json={"records": records})
     response.raise_for_status()
     tickets = []
@@ -109,7 +131,7 @@ async def _stream_and_leave(client: httpx.AsyncClient, records: list[dict], run:
     return []
 
 
-async def _follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
+async def follow(client: httpx.AsyncClient, ticket: str, run: Run) -> dict:
     """The ticket's final view, long-polling on through failed reads (a dead replica's,
     the store's restart), as a retrying client would."""
     deadline = time.monotonic() + FOLLOW_TIMEOUT_S
@@ -142,12 +164,23 @@ async def _haproxy_stops_routing(run_dir: Path, replica_id: str, run: Run) -> No
         await asyncio.sleep(0.05)
 
 
-async def _load(url: str, example: dict, fault: Fault, seconds: float, run_dir: Path) -> Run:
+def _strike(fault: Fault, victims: list, redis: RedisServer) -> None:
+    if fault.restarts_redis:
+        redis.stop()
+        time.sleep(REDIS_DOWN_S)
+        redis.start()
+    else:
+        kill(victims)
+
+
+async def _load(
+    url: str, example: dict, fault: Fault, seconds: float, run_dir: Path, redis: RedisServer
+) -> Run:
     run = Run()
     records = [example] * BATCH
     if fault.bad_records:
         records = [{**example, **BAD_RECORD}] + records[1:]
-    send = _post_batch
+    send = post_batch
     if fault.disconnecting_clients:
         send, records = _stream_and_leave, [example]
     victims = fault.victims()
@@ -162,7 +195,8 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float, run_dir: 
         if strike:
             await asyncio.sleep(STRIKE_AFTER_S)  # its records wait in the heavy replica
             run.fault_at = time.time()
-            await asyncio.to_thread(kill, victims)  # ray.kill blocks: keep other clients going
+            # Blocking (ray.kill, the server's restart): keep the other clients going.
+            await asyncio.to_thread(_strike, fault, victims, redis)
             if watched:
                 watchers.append(asyncio.create_task(_haproxy_stops_routing(run_dir, watched, run)))
         try:
@@ -174,7 +208,7 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float, run_dir: 
         except (httpx.HTTPError, ValueError) as error:
             run.refused[type(error).__name__] += 1
             return
-        run.views += await asyncio.gather(*(_follow(reader, t, run) for t in tickets))
+        run.views += await asyncio.gather(*(follow(reader, t, run) for t in tickets))
 
     # Posts and long-polls on pools of their own, with no cap: a capped pool full of
     # long-polls held POSTs back in this client, which read as slow POSTs.
@@ -189,10 +223,27 @@ async def _load(url: str, example: dict, fault: Fault, seconds: float, run_dir: 
             sessions.append(asyncio.create_task(client_session(client, reader, strike)))
             await asyncio.sleep(1 / RATE)
         await asyncio.gather(*sessions, *watchers)
+        run.changed_on_reread = await changed_on_reread(reader, run.views)
     return run
 
 
-def _tally(run: Run) -> dict:
+async def changed_on_reread(client: httpx.AsyncClient, views: list[dict]) -> int:
+    """How many completed tickets read differently now than when they completed."""
+    completed = [view for view in views if view["status"] == "completed"]
+    again = await asyncio.gather(*(_read_once(client, view["ticket"]) for view in completed))
+    return sum(1 for first, now in zip(completed, again, strict=True) if first != now)
+
+
+async def _read_once(client: httpx.AsyncClient, ticket: str) -> dict | None:
+    for _ in range(50):  # through 503s while a store replica restarts
+        response = await client.get(paths.ticket_path(ticket))
+        if response.status_code < 500:
+            return response.json()
+        await asyncio.sleep(0.2)
+    return None
+
+
+def tally(run: Run) -> dict:
     views = run.views
     statuses = Counter(view["status"] for view in views)
     failed = Counter(view["error"].split(":")[0] for view in views if view["status"] == "failed")
@@ -217,6 +268,7 @@ def _tally(run: Run) -> dict:
         "first_completion_after_fault_s": round(min(after_fault), 2) if after_fault else None,
         "post_ms": percentiles(run.post_ms) | {"max": round(max(run.post_ms), 1)},
         "haproxy_stopped_routing_s": run.haproxy_stopped_routing_s,
+        "changed_on_reread": run.changed_on_reread,
     }
 
 
@@ -224,19 +276,29 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp).timestamp()
 
 
-def _config(port: int) -> dict:
+def service_config(port: int, fault: Fault, redis_url: str, journal_dir: Path) -> dict:
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["http_options"]["port"] = port
-    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    (app,) = config["applications"]
+    deployments = {d["name"]: d for d in app["deployments"]}
     deployments["Ingress"]["num_replicas"] = 2
+    deployments["TicketStore"]["num_replicas"] = fault.store_replicas
     deployments["HeavyModel"]["user_config"]["batch_wait_timeout_s"] = BATCH_WAIT_S
+    # A fresh journal per fault: one fault's tickets never meet the next's.
+    app["args"]["journal"] |= {
+        "backend": fault.journal,
+        "path": str(journal_dir / f"{time.monotonic_ns()}.sqlite"),
+        "url": redis_url,
+        "key_prefix": f"faults-{time.monotonic_ns()}",
+    }
     return config
 
 
 def _print_table(results: dict) -> None:
     columns = ["submitted", "completed", "failed", "lost", "unresolved", "retried"]
+    columns.append("changed_on_reread")
     header = "".join(f"{c:>11}" for c in columns) + "  recovery_s  post p99/max ms  notes"
-    print(f"{'fault':37}{header}")
+    print(f"{'fault':45}{header}")
     for name, row in results["faults"].items():
         cells = "".join(f"{row[c]:>11}" for c in columns)
         notes = {
@@ -252,26 +314,33 @@ def _print_table(results: dict) -> None:
         }
         recovery = f"{row['first_completion_after_fault_s']!s:>10}"
         post = f"{row['post_ms']['p99']:.0f}/{row['post_ms']['max']:.0f}"
-        print(f"{name:37}{cells}  {recovery}  {post:>15}  {notes or ''}")
+        print(f"{name:45}{cells}  {recovery}  {post:>15}  {notes or ''}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="load per fault")
     parser.add_argument("--out", type=Path, default=Path("results/fault_injection.json"))
+    parser.add_argument("--faults", nargs="*", help="only these (names as in the table)")
     args = parser.parse_args()
 
     example = RecordSchema.load(Path("artifacts/schema.json")).example
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     results: dict = {"load": {"posts_per_s": RATE, "records_per_post": BATCH}, "faults": {}}
-    with local_cluster(num_cpus=4, log_to_driver=False) as run_dir:
-        deploy_config(_config(port))
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        RedisServer(Path(scratch) / "redis") as redis,
+        local_cluster(num_cpus=4, log_to_driver=False) as run_dir,
+    ):
         for name, fault in FAULTS.items():
+            if args.faults and name not in args.faults:
+                continue
+            deploy_config(service_config(port, fault, redis.url, Path(scratch)))
             wait_healthy(url, timeout_s=120)
             print(f"-- {name}", flush=True)
-            run = asyncio.run(_load(url, example, fault, args.seconds, run_dir))
-            results["faults"][name] = _tally(run)
+            run = asyncio.run(_load(url, example, fault, args.seconds, run_dir, redis))
+            results["faults"][name] = tally(run)
     write_results(args.out, results)
     _print_table(results)
 

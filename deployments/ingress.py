@@ -200,7 +200,8 @@ class Ingress:
     async def cancel_prediction(self, ticket: str) -> TicketView:
         self._check_issued(ticket)
         view = await self._store.cancel(ticket)
-        if view.status in ("canceled", *GONE):
+        # Unfinished: another store replica holds it, and has been asked to cancel it.
+        if view.status in ("canceled", *GONE, *UNFINISHED):
             return _ticket_response(view)
         return error_response(
             409, "already_finished", f"ticket {ticket!r} already ended: {view.status}"

@@ -206,10 +206,27 @@ class TicketStore:
     async def cancel(self, ticket_id: str) -> TicketView | None:
         """Cancel an unfinished ticket: unstarted work never runs, running work is cancelled
         best-effort. Returns the ticket's state afterwards; None if never issued."""
+        if ticket_id not in self._tickets and self._journal_args.durable:
+            entry = (await self._journal.read([ticket_id])).get(ticket_id)
+            if entry is not None:
+                return await self._cancel_elsewhere(entry)
         ticket = self._cancel(ticket_id, "canceled before stage two started")
         if ticket is None:
             return self._unrecorded(ticket_id)
         return await self._view(ticket)
+
+    async def _cancel_elsewhere(self, entry: JournalEntry) -> TicketView:
+        """Cancel a ticket another replica holds: ask it through the journal, and wait a
+        moment for it to answer (its next lease renewal); unfinished, the view says the
+        cancel is on its way."""
+        if entry.finished:
+            return _view_of_entry(entry)
+        await self._journal.request_cancel(entry.ticket, entry.owner)
+        give_up_at = time.monotonic() + self._journal_args.lease_s / 2
+        while not entry.finished and time.monotonic() < give_up_at:
+            await asyncio.sleep(_PEER_POLL_S)
+            entry = (await self._journal.read([entry.ticket])).get(entry.ticket, entry)
+        return _view_of_entry(entry)
 
     def _cancel(self, ticket_id: str, unstarted_reason: str) -> _Ticket | None:
         """The ticket, canceled unless it had ended; None if this replica holds no record
@@ -305,7 +322,7 @@ class TicketStore:
         for ticket_id in others:
             if (entry := entries.get(ticket_id)) is not None:
                 if entry.finished:
-                    views.append(_journal_view(entry))
+                    views.append(_view_of_entry(entry))
             elif (view := self._unrecorded(ticket_id)) and view.status != "pending":
                 views.append(view)
         return views
@@ -328,7 +345,7 @@ class TicketStore:
         if self._journal_args.durable:
             entry = (await self._journal.read([ticket_id])).get(ticket_id)
             if entry is not None:
-                return _journal_view(entry)
+                return _view_of_entry(entry)
         return self._unrecorded(ticket_id)
 
     def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
@@ -469,7 +486,10 @@ class TicketStore:
             return
         if ticket.record is not None and ticket.encoded_record is None:
             ticket.encoded_record = encode_record(ticket.record)
-        self._unwritten[ticket.id] = JournalEntry(
+        self._unwritten[ticket.id] = self._entry(ticket, result)
+
+    def _entry(self, ticket: _Ticket, result: Prediction | None) -> JournalEntry:
+        return JournalEntry(
             ticket=ticket.id,
             owner=self._owner,
             status=ticket.status,
@@ -508,13 +528,16 @@ class TicketStore:
                 written.set_result(True)
 
     async def _keep_lease_forever(self) -> None:
-        """Renew this replica's lease, and take the tickets of owners whose lease lapsed."""
+        """Renew this replica's lease, take the tickets of owners whose lease lapsed, and
+        cancel those of its tickets that other replicas were asked to cancel."""
         lease_s = self._journal_args.lease_s
         while True:
             await asyncio.sleep(lease_s / 4)
             try:
                 await self._journal.renew_lease(self._owner, lease_s)
                 await self._adopt_orphans()
+                for ticket_id in await self._journal.take_cancel_requests(self._owner):
+                    self._cancel(ticket_id, "canceled before stage two started")
             except Exception as error:  # noqa: BLE001 - a journal that is down: try again
                 logger.warning("the ticket journal did not renew a lease: %s", _reason(error))
 
@@ -547,20 +570,8 @@ class TicketStore:
             self._metrics.compared(ticket.stage_one_label, stage_two_label)
 
     async def _view(self, ticket: _Ticket) -> TicketView:
-        view = TicketView(
-            ticket=ticket.id,
-            status=ticket.status,
-            submitted_at=utc(ticket.submitted_at),
-            started_at=utc(ticket.started_at),
-            finished_at=utc(ticket.finished_at),
-            attempts=ticket.attempts,
-            error=ticket.error,
-        )
-        if ticket.status == "completed":
-            prediction: Prediction = (await ticket.ref)[ticket.index]
-            latency_ms = (ticket.finished_at - ticket.submitted_at) * 1000
-            view.result = prediction.model_copy(update={"latency_ms": round(latency_ms, 3)})
-        return view
+        result = (await ticket.ref)[ticket.index] if ticket.status == "completed" else None
+        return _view_of_entry(self._entry(ticket, result))
 
     def _unrecorded(self, ticket_id: str) -> TicketView | None:
         """What became of a ticket this replica holds no record of; None if never issued."""
@@ -628,7 +639,7 @@ async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray
         raise DeadlinePassed() from None
 
 
-def _journal_view(entry: JournalEntry) -> TicketView:
+def _view_of_entry(entry: JournalEntry) -> TicketView:
     """A ticket's view from its journal entry (held by a peer, or by a replica gone)."""
     view = TicketView(
         ticket=entry.ticket,

@@ -42,13 +42,10 @@ class JournalArgs(BaseModel):
     )
     path: Path = Field(
         Path("state/journal.sqlite"),
-        description="sqlite: the file, one per application (relative: to where the app is "
-        "built).",
+        description="sqlite: the file, one per application (relative: to where the app is built).",
     )
     url: str = Field("redis://127.0.0.1:6379/0", description="redis: the server.")
-    key_prefix: str = Field(
-        "multistage", description="redis: prefix of this application's keys."
-    )
+    key_prefix: str = Field("multistage", description="redis: prefix of this application's keys.")
     flush_every_s: float = Field(
         0.02,
         gt=0,
@@ -106,8 +103,11 @@ class TicketJournal(Protocol):
         """Move the unfinished tickets of owners whose lease lapsed to ``owner``; each
         orphan goes to exactly one caller."""
 
-    async def drop(self, owner: str) -> None:
-        """``owner`` stops cleanly, its tickets all handed on or ended."""
+    async def request_cancel(self, ticket: str, owner: str) -> None:
+        """Ask ``owner``, which holds the ticket, to cancel it."""
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        """The tickets others asked ``owner`` to cancel since it last took them."""
 
     async def close(self) -> None: ...
 
@@ -127,8 +127,11 @@ class MemoryJournal:
     async def take_orphans(self, owner: str) -> list[JournalEntry]:
         return []
 
-    async def drop(self, owner: str) -> None:
+    async def request_cancel(self, ticket: str, owner: str) -> None:
         pass
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        return []
 
     async def close(self) -> None:
         pass

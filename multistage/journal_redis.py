@@ -5,7 +5,8 @@ Keys, all under the application's prefix:
 - ``t:<ticket>``: the entry (JSON); a finished one expires in Redis itself after the TTL;
 - ``u:<owner>``: the set of an owner's unfinished tickets;
 - ``owners``: every owner that may hold unfinished tickets;
-- ``lease:<owner>``: present while the owner is alive (expires on its own).
+- ``lease:<owner>``: present while the owner is alive (expires on its own);
+- ``c:<owner>``: tickets others asked the owner to cancel.
 
 Each call is one round trip (a pipeline, or a script where it must be atomic).
 """
@@ -76,8 +77,15 @@ class RedisJournal:
         entries = await self.read(taken) if taken else {}
         return [e.model_copy(update={"owner": owner}) for e in entries.values()]
 
-    async def drop(self, owner: str) -> None:
-        await self._redis.delete(self._lease_key(owner))
+    async def request_cancel(self, ticket: str, owner: str) -> None:
+        await self._redis.sadd(self._cancels_key(owner), ticket)
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.smembers(self._cancels_key(owner))
+        pipe.delete(self._cancels_key(owner))
+        requested, _ = await pipe.execute()
+        return [ticket.decode() for ticket in requested]
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -94,3 +102,6 @@ class RedisJournal:
 
     def _lease_key(self, owner: str) -> str:
         return f"{self._prefix}:lease:{owner}"
+
+    def _cancels_key(self, owner: str) -> str:
+        return f"{self._prefix}:c:{owner}"

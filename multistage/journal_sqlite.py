@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS tickets (
 CREATE INDEX IF NOT EXISTS unfinished_by_owner ON tickets (owner) WHERE finished = 0;
 CREATE INDEX IF NOT EXISTS finished_by_expiry ON tickets (expires_at) WHERE finished = 1;
 CREATE TABLE IF NOT EXISTS leases (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS cancels (id TEXT PRIMARY KEY, owner TEXT NOT NULL);
 """
 _EXPIRE_EVERY_S = 1.0
 
@@ -68,8 +69,11 @@ class SqliteJournal:
         rows = await self._run(self._take, owner, time.time())
         return [_entry(owner, entry) for (entry,) in rows]
 
-    async def drop(self, owner: str) -> None:
-        await self._run(self._drop, owner)
+    async def request_cancel(self, ticket: str, owner: str) -> None:
+        await self._run(self._request_cancel, ticket, owner)
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        return [ticket for (ticket,) in await self._run(self._take_cancels, owner)]
 
     async def close(self) -> None:
         if self._db is not None:
@@ -121,8 +125,12 @@ class SqliteJournal:
             db.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
         return rows
 
-    def _drop(self, owner: str) -> None:
-        self._connection().execute("DELETE FROM leases WHERE owner = ?", (owner,))
+    def _request_cancel(self, ticket: str, owner: str) -> None:
+        self._connection().execute("INSERT OR REPLACE INTO cancels VALUES (?, ?)", (ticket, owner))
+
+    def _take_cancels(self, owner: str) -> list[tuple]:
+        query = "DELETE FROM cancels WHERE owner = ? RETURNING id"
+        return self._connection().execute(query, (owner,)).fetchall()
 
 
 @contextlib.contextmanager

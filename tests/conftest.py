@@ -21,6 +21,7 @@ Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress,
 """
 
 import copy
+import os
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,7 @@ from demo.net import build_model
 from demo.train import train_all
 from multistage.schema import RecordSchema
 from ops.local_cluster import deploy_config, free_port, local_cluster
+from ops.redis_server import RedisServer, redis_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
@@ -65,6 +67,24 @@ def artifacts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def schema(artifacts) -> RecordSchema:
     return RecordSchema.load(artifacts / "schema.json")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> RedisServer:
+    """A Redis server of the session's own, for the journal's Redis backend; tests that
+    need it are skipped where none is installed (``make redis``), unless
+    ``MULTISTAGE_REQUIRE_REDIS`` is set (CI sets it): then they fail."""
+    if redis_binary() is None:
+        if os.environ.get("MULTISTAGE_REQUIRE_REDIS"):
+            pytest.fail("MULTISTAGE_REQUIRE_REDIS is set and no redis-server is installed")
+        pytest.skip("no redis-server installed (make redis)")
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server) -> str:
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")

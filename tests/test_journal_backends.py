@@ -1,9 +1,7 @@
-"""The ticket journal's backends, each against the real thing: a SQLite file, and a Redis
-server of our own (``ops/redis_server.py``; skipped where none is installed, unless
-``MULTISTAGE_REQUIRE_REDIS`` is set, as CI sets it)."""
+"""The ticket journal's backends, each against the real thing: a SQLite file, and the
+session's Redis server (``redis_url`` in ``conftest.py``)."""
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -15,17 +13,6 @@ from multistage.journal import JournalEntry, decode_record, encode_record
 from multistage.journal_redis import RedisJournal
 from multistage.journal_sqlite import SqliteJournal
 from multistage.records import Record
-from ops.redis_server import RedisServer, redis_binary
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    if redis_binary() is None:
-        if os.environ.get("MULTISTAGE_REQUIRE_REDIS"):
-            pytest.fail("MULTISTAGE_REQUIRE_REDIS is set and no redis-server is installed")
-        pytest.skip("no redis-server installed (make redis)")
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server.url
 
 
 class Journals:
@@ -122,6 +109,18 @@ def test_a_gone_owners_unfinished_tickets_go_to_exactly_one_taker(journals):
         for batch, taker in zip(taken, ["first", "second"], strict=True):
             assert all(entry.owner == taker for entry in batch)
         assert await first.take_orphans("first") == []  # taken once only
+        await journals.close()
+
+    asyncio.run(scenario())
+
+
+def test_cancel_requests_reach_their_owner_once(journals):
+    async def scenario():
+        asker, owner = journals.open(), journals.open()
+        await asker.request_cancel("t1", "owner")
+        await asker.request_cancel("t2", "someone-else")
+        assert await owner.take_cancel_requests("owner") == ["t1"]
+        assert await owner.take_cancel_requests("owner") == []
         await journals.close()
 
     asyncio.run(scenario())

@@ -1,0 +1,122 @@
+"""Two ticket store replicas sharing a journal on Redis: tickets spread over them, any
+replica answers for any ticket, a killed replica's tickets are run by the survivor,
+and a restart of Redis loses nothing and never holds stage one up.
+
+An app of this module's own (``replicated``) runs the saturated app's slow stage two
+(one photo per call), so work is still queued when something dies under it.
+"""
+
+import copy
+import time
+
+import pytest
+import redis
+from conftest import deployment_options, use_slow_heavy_model
+from support import post_concurrently, wait_until_ended
+
+from ops.local_cluster import kill, replica_actors, replica_ids
+
+APP = "replicated"
+PREFIX = f"/{APP}"
+LEASE_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def replicated(serve_url, service_config, artifacts, redeploy, redis_url):
+    config = copy.deepcopy(service_config)
+    app = copy.deepcopy(config["applications"][0])
+    app.update(name=APP, route_prefix=PREFIX)
+    deployment_options(app, "Ingress")["num_replicas"] = 1
+    deployment_options(app, "TicketStore")["num_replicas"] = 2
+    use_slow_heavy_model(app, artifacts, max_batch_size=1)
+    app["args"]["ticket_policy"]["records_per_call"] = 1
+    app["args"]["journal"] = {
+        "backend": "redis",
+        "url": redis_url,
+        "key_prefix": APP,
+        "lease_s": LEASE_S,
+    }
+    config["applications"].append(app)
+    redeploy(config)
+    try:
+        yield redis.Redis.from_url(redis_url)
+    finally:
+        redeploy(service_config)
+
+
+def _post(serve_url: str, example: dict, count: int) -> list[str]:
+    answers = post_concurrently(serve_url, f"{PREFIX}/v1/predict", example, count)
+    return [answer.json()["ticket"] for answer in answers]
+
+
+def _store_replicas() -> list[str]:
+    return replica_ids(APP, "TicketStore")
+
+
+def _ended(http, tickets: list[str]) -> list[dict]:
+    return [wait_until_ended(http, f"{PREFIX}/v1/predictions/{t}").json() for t in tickets]
+
+
+def test_tickets_spread_over_the_replicas_and_any_replica_reads_any(
+    replicated, http, serve_url, example
+):
+    # In waves: the ingress sends each wave's submissions in a call of its own.
+    tickets = []
+    for _ in range(10):
+        tickets += _post(serve_url, example, 3)
+        time.sleep(0.1)
+    # Each replica holds the unfinished tickets it took: both took some.
+    owners = [key for key in replicated.scan_iter(f"{APP}:u:*") if replicated.scard(key)]
+    assert len(owners) == 2, owners
+    views = _ended(http, tickets)
+    assert [v["status"] for v in views] == ["completed"] * len(tickets), views
+    # Read again, through whichever replica each read lands on: the same answer.
+    for view in views:
+        for _ in range(3):
+            assert http.get(f"{PREFIX}/v1/predictions/{view['ticket']}").json() == view
+
+
+def test_a_killed_store_replica_loses_nothing_the_survivor_runs_its_tickets(
+    replicated, http, serve_url, example
+):
+    tickets = _post(serve_url, example, 30)
+    time.sleep(0.5)  # their submissions acknowledged: the victim's tickets are its own
+    # The replica holding the most unfinished tickets (its id is its journal owner name).
+    held = {replica: replicated.scard(f"{APP}:u:{replica}") for replica in _store_replicas()}
+    victim = max(held, key=held.get)
+    assert held[victim] > 0, held
+    assert kill([replica_actors(APP, "TicketStore")[_store_replicas().index(victim)]])
+    views = _ended(http, tickets)
+    assert [v["status"] for v in views] == ["completed"] * len(tickets), views
+    assert max(v["attempts"] for v in views) >= 2  # run again after the kill
+
+
+def test_a_redis_restart_holds_up_neither_stage_one_nor_any_ticket(
+    replicated, http, serve_url, example, redis_server
+):
+    redis_server.stop()
+    try:
+        during = []
+        for _ in range(5):
+            started = time.monotonic()
+            answer = http.post(f"{PREFIX}/v1/predict", json=example)
+            during.append((time.monotonic() - started, answer.json()))
+        time.sleep(2)
+    finally:
+        redis_server.start()
+    assert max(seconds for seconds, _ in during) < 1.0, during
+    assert [a["stage_two"]["status"] for _, a in during] == ["pending"] * 5
+    views = _ended(http, [a["ticket"] for _, a in during])
+    assert [v["status"] for v in views] == ["completed"] * len(during), views
+
+
+def test_cancel_reaches_a_ticket_whichever_replica_holds_it(replicated, http, serve_url, example):
+    tickets = _post(serve_url, example, 40)
+    # The last ones wait behind the rest; cancels land on either replica.
+    canceled = tickets[-6:]
+    for ticket in canceled:
+        answer = http.delete(f"{PREFIX}/v1/predictions/{ticket}")
+        assert answer.status_code in (200, 202), answer.text
+    views = _ended(http, canceled)
+    assert [v["status"] for v in views] == ["canceled"] * len(canceled), views
+    assert all(v["status"] == "completed" for v in _ended(http, tickets[:-6]))
