@@ -15,6 +15,9 @@ applications run side by side:
   in production), keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions
   idle for ``GUARDED_IDLE_S``.
 
+``multistage`` and ``saturated`` journal their tickets in SQLite files of their own (as
+``configs/local.yaml`` does, in ``state/``); the other two keep them in memory. A Redis
+server of the session's own (``redis_server``) serves the modules that need one.
 All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
 Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress, as
 ``make run`` does (``configs/fast-path.env``); ``haproxy_dir`` holds its files.

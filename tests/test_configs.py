@@ -7,6 +7,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from graphs.multistage import AppArgs
+from multistage.journal import JournalArgs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEPLOYMENTS = {"Ingress", "TicketStore", "HeavyModel"}
@@ -26,7 +27,11 @@ def test_config_is_valid_and_complete(name):
     assert app["import_path"] == "graphs.multistage:build_app"
     options = {d["name"]: d for d in app["deployments"]}
     assert set(options) == DEPLOYMENTS
-    assert options["TicketStore"]["num_replicas"] == 1
+    # Tickets live in one store replica's memory unless a durable journal holds them.
+    journal = JournalArgs.model_validate(app["args"].get("journal", {}))
+    assert journal.durable or options["TicketStore"]["num_replicas"] == 1
+    if options["TicketStore"]["num_replicas"] > 1:
+        assert journal.backend == "redis"  # replicas on many nodes share no file
     heavy = options["HeavyModel"]
     # Calls in a replica, times records per call: more than a batch, so one can fill while
     # another runs.

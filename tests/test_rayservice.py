@@ -7,6 +7,7 @@ No cluster needed: the manifest is checked against the part of KubeRay's RayServ
 import math
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import pytest
 import ray
@@ -306,3 +307,19 @@ def test_every_pod_runs_the_fast_path(service: RayService) -> None:
         for container in template.spec.containers:
             env = {var.name: var.value for var in container.env}
             assert fast_path_env().items() <= env.items(), container.name
+
+
+def test_the_journals_redis_is_where_the_serve_config_points(serve_config: dict) -> None:
+    statefulset, service = yaml.safe_load_all((CONFIGS / "journal-redis.yaml").read_text())
+    (app,) = serve_config["applications"]
+    url = urlparse(app["args"]["journal"]["url"])
+    assert (url.hostname, url.port) == (
+        service["metadata"]["name"],
+        service["spec"]["ports"][0]["port"],
+    )
+    (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
+    options = dict(zip(redis["args"][::2], redis["args"][1::2], strict=True))
+    # Every write kept across a restart; no ticket ever evicted to make room.
+    assert options["--appendonly"] == "yes"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert statefulset["spec"]["volumeClaimTemplates"]
