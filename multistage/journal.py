@@ -94,7 +94,8 @@ class TicketJournal(Protocol):
         """Insert or replace the entries; finished ones expire ``keep_finished_s`` after."""
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:
-        """Those of the tickets the journal holds."""
+        """Those of the tickets the journal holds, without their records (kept apart:
+        reads of a peer's tickets are frequent, and need only the status)."""
 
     async def renew_lease(self, owner: str, lease_s: float) -> None:
         """``owner`` is alive for ``lease_s`` more."""

@@ -3,6 +3,7 @@
 Keys, all under the application's prefix:
 
 - ``t:<ticket>``: the entry (JSON); a finished one expires in Redis itself after the TTL;
+- ``r:<ticket>``: an unfinished ticket's record, apart: reads of entries never carry it;
 - ``u:<owner>``: the set of an owner's unfinished tickets;
 - ``owners``: every owner that may hold unfinished tickets;
 - ``lease:<owner>``: present while the owner is alive (expires on its own);
@@ -38,12 +39,15 @@ class RedisJournal:
     async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for entry in entries:
-            key = self._ticket_key(entry.ticket)
+            key, value = self._ticket_key(entry.ticket), entry.model_dump_json(exclude={"record"})
             if entry.finished:
-                pipe.set(key, entry.model_dump_json(), px=round(keep_finished_s * 1000))
+                pipe.set(key, value, px=round(keep_finished_s * 1000))
+                pipe.delete(self._record_key(entry.ticket))
                 pipe.srem(self._unfinished_key(entry.owner), entry.ticket)
             else:
-                pipe.set(key, entry.model_dump_json())
+                pipe.set(key, value)
+                if entry.record is not None:
+                    pipe.set(self._record_key(entry.ticket), entry.record)
                 pipe.sadd(self._unfinished_key(entry.owner), entry.ticket)
         await pipe.execute()
 
@@ -74,8 +78,17 @@ class RedisJournal:
                 self._owners_key,
             ]
             taken += [t.decode() for t in await self._take(keys=keys, args=[other])]
-        entries = await self.read(taken) if taken else {}
-        return [e.model_copy(update={"owner": owner}) for e in entries.values()]
+        if not taken:
+            return []
+        entries = await self.read(taken)
+        records = await self._redis.mget([self._record_key(t) for t in taken])
+        found = dict(zip(taken, records, strict=True))
+        return [
+            entry.model_copy(
+                update={"owner": owner, "record": (found[ticket] or b"").decode() or None}
+            )
+            for ticket, entry in entries.items()
+        ]
 
     async def request_cancel(self, ticket: str, owner: str) -> None:
         await self._redis.sadd(self._cancels_key(owner), ticket)
@@ -96,6 +109,9 @@ class RedisJournal:
 
     def _ticket_key(self, ticket: str) -> str:
         return f"{self._prefix}:t:{ticket}"
+
+    def _record_key(self, ticket: str) -> str:
+        return f"{self._prefix}:r:{ticket}"
 
     def _unfinished_key(self, owner: str) -> str:
         return f"{self._prefix}:u:{owner}"

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     owner TEXT NOT NULL,
     finished INTEGER NOT NULL,
     expires_at REAL,
-    entry TEXT NOT NULL
+    entry TEXT NOT NULL,
+    record TEXT
 );
 CREATE INDEX IF NOT EXISTS unfinished_by_owner ON tickets (owner) WHERE finished = 0;
 CREATE INDEX IF NOT EXISTS finished_by_expiry ON tickets (expires_at) WHERE finished = 1;
@@ -49,7 +50,8 @@ class SqliteJournal:
                 e.owner,
                 e.finished,
                 e.finished_at + keep_finished_s if e.finished else None,
-                e.model_dump_json(exclude={"owner"}),
+                e.model_dump_json(exclude={"owner", "record"}),
+                None if e.finished else e.record,
             )
             for e in entries
         ]
@@ -67,7 +69,7 @@ class SqliteJournal:
 
     async def take_orphans(self, owner: str) -> list[JournalEntry]:
         rows = await self._run(self._take, owner, time.time())
-        return [_entry(owner, entry) for (entry,) in rows]
+        return [_entry(owner, entry, record) for entry, record in rows]
 
     async def request_cancel(self, ticket: str, owner: str) -> None:
         await self._run(self._request_cancel, ticket, owner)
@@ -98,7 +100,7 @@ class SqliteJournal:
     def _write(self, rows: list[tuple], expire_before: float | None) -> None:
         db = self._connection()
         with _transaction(db):
-            db.executemany("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, ?, ?)", rows)
             if expire_before is not None:
                 db.execute(
                     "DELETE FROM tickets WHERE finished = 1 AND expires_at < ?", (expire_before,)
@@ -119,7 +121,7 @@ class SqliteJournal:
         with _transaction(db):
             rows = db.execute(
                 "UPDATE tickets SET owner = ?1 WHERE finished = 0 AND owner != ?1 AND owner"
-                " NOT IN (SELECT owner FROM leases WHERE expires_at >= ?2) RETURNING entry",
+                " NOT IN (SELECT owner FROM leases WHERE expires_at >= ?2) RETURNING entry, record",
                 (owner, now),
             ).fetchall()
             db.execute("DELETE FROM leases WHERE expires_at < ?", (now,))
@@ -146,5 +148,7 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _entry(owner: str, entry: str) -> JournalEntry:
-    return JournalEntry.model_validate_json(entry).model_copy(update={"owner": owner})
+def _entry(owner: str, entry: str, record: str | None = None) -> JournalEntry:
+    return JournalEntry.model_validate_json(entry).model_copy(
+        update={"owner": owner, "record": record}
+    )
