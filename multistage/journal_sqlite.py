@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS leases (owner TEXT PRIMARY KEY, expires_at REAL NOT N
 CREATE TABLE IF NOT EXISTS cancels (id TEXT PRIMARY KEY, owner TEXT NOT NULL);
 """
 _EXPIRE_EVERY_S = 1.0
+# The layout above; a file of another layout is refused, never misread.
+_LAYOUT_VERSION = 1
 
 
 class SqliteJournal:
@@ -93,7 +95,8 @@ class SqliteJournal:
             db = sqlite3.connect(self._path, timeout=10, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            with _transaction(db):
+                _check_layout(db, self._path)
             self._db = db
         return self._db
 
@@ -133,6 +136,20 @@ class SqliteJournal:
     def _take_cancels(self, owner: str) -> list[tuple]:
         query = "DELETE FROM cancels WHERE owner = ? RETURNING id"
         return self._connection().execute(query, (owner,)).fetchall()
+
+
+def _check_layout(db: sqlite3.Connection, path: Path) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    (tables,) = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+    if tables == 0:
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_LAYOUT_VERSION}")
+    elif version != _LAYOUT_VERSION:
+        raise RuntimeError(
+            f"{path} holds a ticket journal of another layout ({version}, not "
+            f"{_LAYOUT_VERSION}): move it away, or point journal.path elsewhere"
+        )
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 session's Redis server (``redis_url`` in ``conftest.py``)."""
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -126,5 +127,18 @@ def test_cancel_requests_reach_their_owner_once(journals):
         assert await owner.take_cancel_requests("owner") == ["t1"]
         assert await owner.take_cancel_requests("owner") == []
         await journals.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sqlite_file_of_another_layout_is_refused_not_misread(tmp_path):
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        db.execute("CREATE TABLE tickets (id TEXT PRIMARY KEY, entry TEXT)")
+
+    async def scenario():
+        journal = SqliteJournal(tmp_path / "old.sqlite")
+        with pytest.raises(RuntimeError, match="another layout"):
+            await journal.read(["t1"])
+        await journal.close()
 
     asyncio.run(scenario())
