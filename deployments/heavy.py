@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from multistage.api import ModelInfo, Prediction
-from multistage.autoscaling import RECORDS_METRIC
+from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
 from multistage.deadline import DeadlinePassed, has_passed
 from multistage.model_io import heavy_inputs, load_heavy_module
 from multistage.records import Record
@@ -69,6 +69,8 @@ class HeavyModel:
         self._info = info
         self._schema = schema
         self._records_held = 0  # queued for this replica's batches or running
+        self._busy_s = 0.0  # running batches, since the last autoscaling report
+        self._reported_at = time.monotonic()
         # The first forward pass pays for lazy initialisation; pay it before serving.
         # A module that breaks the input contract fails here, not on the first request.
         warmup = self._predict_batch([_blank_record(schema)])[0]
@@ -83,9 +85,12 @@ class HeavyModel:
         self._predict_batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
     def record_autoscaling_stats(self) -> dict[str, float]:
-        """The backlog this replica holds, in records: what stage two scales on
-        (``multistage/autoscaling.py``), where calls carry many records each."""
-        return {RECORDS_METRIC: self._records_held}
+        """The backlog this replica holds, in records, and how busy it was: what stage two
+        scales on (``multistage/autoscaling.py``), where calls carry many records each."""
+        now = time.monotonic()
+        busy = min(1.0, self._busy_s / max(now - self._reported_at, 1e-3))
+        self._busy_s, self._reported_at = 0.0, now
+        return {RECORDS_METRIC: self._records_held, BUSY_METRIC: busy}
 
     async def predict(self, record: Record, deadline: float | None = None) -> Prediction:
         """Stage two for one record; raises ``DeadlinePassed`` rather than start late."""
@@ -136,9 +141,11 @@ class HeavyModel:
         outcomes: list[Prediction | Exception] = [DeadlinePassed() for _ in records]
         if live:
             # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
+            started = time.monotonic()
             predictions = await asyncio.to_thread(
                 self._predict_isolating_failures, [records[i] for i in live]
             )
+            self._busy_s += time.monotonic() - started
             for i, prediction in zip(live, predictions, strict=True):
                 outcomes[i] = prediction
         return outcomes

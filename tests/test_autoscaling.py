@@ -9,11 +9,14 @@ autoscaler averages its metrics over a window.
 import copy
 import time
 from datetime import datetime
+from types import SimpleNamespace
 
 import pytest
 from conftest import deployment_options, use_slow_heavy_model
 from ray import serve
 from support import post_concurrently, wait_until_ended
+
+from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC, RecordsBacklogPolicy
 
 PREFIX = "/elastic"
 MAX_REPLICAS = 2
@@ -92,3 +95,24 @@ def test_stage_two_scales_from_zero_with_its_backlog_and_back(elastic, http, exa
         f"first record's stage two from zero replicas in {cold_start.total_seconds():.1f} s; "
         f"heavy replicas while the backlog grew: {rising}; after it drained: {falling}"
     )
+
+
+@pytest.mark.parametrize(
+    ("records", "busy", "queued_calls", "wanted"),
+    [
+        ({"a": 100, "b": 28}, {"a": 1.0, "b": 1.0}, 0, 4),  # the backlog asks for more
+        ({"a": 3, "b": 2}, {"a": 0.5, "b": 0.5}, 0, 2),  # short backlog, busy: keep both
+        ({"a": 1, "b": 0}, {"a": 0.2, "b": 0.1}, 0, 1),  # idle enough for one
+        ({}, {}, 1, 1),  # no replica yet, a call waits: start one
+        ({"a": 0}, {"a": 0.0}, 0, 0),  # nothing to do: down to the minimum
+    ],
+)
+def test_the_policy_wants_replicas_for_the_backlog_and_the_busy_time(
+    records, busy, queued_calls, wanted
+):
+    policy = RecordsBacklogPolicy(target_records=32, records_per_call=16, target_busy=0.7)
+    ctx = SimpleNamespace(
+        aggregated_metrics={RECORDS_METRIC: records, BUSY_METRIC: busy},
+        total_queued_requests=queued_calls,
+    )
+    assert policy(ctx)[0] == wanted
