@@ -37,6 +37,7 @@ from benchmarks.fault_injection import (
     post_batch,
     service_config,
     tally,
+    timed,
 )
 from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
@@ -63,10 +64,8 @@ async def _soak(url: str, example: dict, seconds: float, every_s: float, rng) ->
             print(f"  {elapsed + every_s:6.0f} s: killed a {deployment} replica", flush=True)
 
     async def client_session(client: httpx.AsyncClient, reader: httpx.AsyncClient) -> None:
-        posted_at = time.perf_counter()
         try:
-            tickets = await post_batch(client, [example] * BATCH, run)
-            run.post_ms.append((time.perf_counter() - posted_at) * 1000)
+            tickets = await timed(post_batch(client, [example] * BATCH, run), run)
         except httpx.HTTPStatusError as error:
             run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
             return
@@ -86,7 +85,7 @@ async def _soak(url: str, example: dict, seconds: float, every_s: float, rng) ->
             sessions.append(asyncio.create_task(client_session(client, reader)))
             await asyncio.sleep(1 / RATE)
         await asyncio.gather(killing, *sessions)
-        run.changed_on_reread = await changed_on_reread(reader, run.views)
+        run.changed_on_reread = await changed_on_reread(reader, run)
     return run, kills
 
 

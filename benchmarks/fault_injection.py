@@ -27,7 +27,7 @@ import asyncio
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +108,7 @@ class Run:
     post_ms: list[float] = field(default_factory=list)  # how long each POST took (stage one)
     haproxy_stopped_routing_s: float | None = None  # after the kill, to the killed replica
     changed_on_reread: int = 0  # completed tickets that read differently at the end
+    changes: list[dict] = field(default_factory=list)  # a few of them: first and second read
 
 
 async def post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -> list[str]:
@@ -190,8 +191,7 @@ async def _load(
     async def client_session(
         client: httpx.AsyncClient, reader: httpx.AsyncClient, strike: bool
     ) -> None:
-        started = time.perf_counter()
-        posted = asyncio.create_task(send(client, records, run))
+        posted = asyncio.create_task(timed(send(client, records, run), run))
         if strike:
             await asyncio.sleep(STRIKE_AFTER_S)  # its records wait in the heavy replica
             run.fault_at = time.time()
@@ -201,7 +201,6 @@ async def _load(
                 watchers.append(asyncio.create_task(_haproxy_stops_routing(run_dir, watched, run)))
         try:
             tickets = await posted
-            run.post_ms.append((time.perf_counter() - started) * 1000)
         except httpx.HTTPStatusError as error:
             run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
             return
@@ -223,15 +222,26 @@ async def _load(
             sessions.append(asyncio.create_task(client_session(client, reader, strike)))
             await asyncio.sleep(1 / RATE)
         await asyncio.gather(*sessions, *watchers)
-        run.changed_on_reread = await changed_on_reread(reader, run.views)
+        run.changed_on_reread = await changed_on_reread(reader, run)
     return run
 
 
-async def changed_on_reread(client: httpx.AsyncClient, views: list[dict]) -> int:
-    """How many completed tickets read differently now than when they completed."""
-    completed = [view for view in views if view["status"] == "completed"]
+async def timed(posting: Awaitable[list[str]], run: Run) -> list[str]:
+    """The POST's tickets; its time (stage one's answer) in ``run.post_ms``."""
+    started = time.perf_counter()
+    tickets = await posting
+    run.post_ms.append((time.perf_counter() - started) * 1000)
+    return tickets
+
+
+async def changed_on_reread(client: httpx.AsyncClient, run: Run) -> int:
+    """How many completed tickets read differently now than when they completed (a few
+    kept in ``run.changes``)."""
+    completed = [view for view in run.views if view["status"] == "completed"]
     again = await asyncio.gather(*(_read_once(client, view["ticket"]) for view in completed))
-    return sum(1 for first, now in zip(completed, again, strict=True) if first != now)
+    changed = [(a, b) for a, b in zip(completed, again, strict=True) if a != b]
+    run.changes = [{"first": a, "again": b} for a, b in changed[:3]]
+    return len(changed)
 
 
 async def _read_once(client: httpx.AsyncClient, ticket: str) -> dict | None:
@@ -269,6 +279,7 @@ def tally(run: Run) -> dict:
         "post_ms": percentiles(run.post_ms) | {"max": round(max(run.post_ms), 1)},
         "haproxy_stopped_routing_s": run.haproxy_stopped_routing_s,
         "changed_on_reread": run.changed_on_reread,
+        "changes": run.changes,
     }
 
 

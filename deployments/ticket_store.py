@@ -134,6 +134,9 @@ class TicketStore:
         self._journal = open_journal(journal)
         # Changes not yet written, by ticket; and what waits for the next write.
         self._unwritten: dict[str, JournalEntry] = {}
+        # Taken since the last write: run once the journal holds them, forgotten if it
+        # did not take them (their senders send them again, maybe to another replica).
+        self._taken_unwritten: list[_Ticket] = []
         self._written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         # Ids issued before this moment that it has no record of were held by a replica
         # that is gone, or are still on their way here.
@@ -281,8 +284,10 @@ class TicketStore:
             self._metrics.rejected("stage_two_full")
             limit = self._policy.max_unfinished
             self._finish(ticket, "rejected", f"stage two had {limit} unfinished tickets, its limit")
-            return
-        self._undispatched.put_nowait(ticket)
+        if self._journal_args.durable:
+            self._taken_unwritten.append(ticket)
+        elif ticket.finished_at is None:
+            self._undispatched.put_nowait(ticket)
 
     def _accepts_issued_at(self, issued_at: float, now: float) -> bool:
         if now - issued_at > self._policy.submission_timeout_s:
@@ -516,16 +521,32 @@ class TicketStore:
             if not self._unwritten:
                 continue
             batch, self._unwritten = self._unwritten, {}
+            taken, self._taken_unwritten = self._taken_unwritten, []
             written = self._written
             self._written = asyncio.get_running_loop().create_future()
             try:
                 await self._journal.write(list(batch.values()), self._policy.result_ttl_s)
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
                 logger.warning("the ticket journal did not take a write: %s", _reason(error))
+                for ticket in taken:
+                    self._forget(ticket)
+                    batch.pop(ticket.id, None)
                 self._unwritten = batch | self._unwritten  # later changes win
                 written.set_result(False)
             else:
+                for ticket in taken:
+                    if ticket.finished_at is None:
+                        self._undispatched.put_nowait(ticket)
                 written.set_result(True)
+
+    def _forget(self, ticket: _Ticket) -> None:
+        """Drop a ticket taken but never written: its submission was not acknowledged, so
+        it is sent again, and whichever replica takes it then is its only runner."""
+        if self._tickets.get(ticket.id) is ticket:
+            del self._tickets[ticket.id]
+            self._unwritten.pop(ticket.id, None)
+            if ticket.finished_at is None:
+                self._unfinished -= 1
 
     async def _keep_lease_forever(self) -> None:
         """Renew this replica's lease, take the tickets of owners whose lease lapsed, and
