@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter
@@ -60,6 +61,7 @@ FOLLOW_TIMEOUT_S = 60
 # the heavy replica long enough to kill it under them, STRIKE_AFTER_S after their POST.
 BATCH_WAIT_S = 0.25
 STRIKE_AFTER_S = 0.1
+REREADS_AT_ONCE = 32
 REDIS_DOWN_S = 3.0  # how long the journal's server stays down
 BAD_RECORD = {"temperature_c": 1e308}  # finite JSON that overflows the network: fails alone
 
@@ -238,17 +240,25 @@ async def changed_on_reread(client: httpx.AsyncClient, run: Run) -> int:
     """How many completed tickets read differently now than when they completed (a few
     kept in ``run.changes``)."""
     completed = [view for view in run.views if view["status"] == "completed"]
-    again = await asyncio.gather(*(_read_once(client, view["ticket"]) for view in completed))
+    # A few reads at a time, as clients would: thousands at once would be shed (503).
+    reading = asyncio.Semaphore(REREADS_AT_ONCE)
+
+    async def read(ticket: str) -> dict | None:
+        async with reading:
+            return await _read_once(client, ticket)
+
+    again = await asyncio.gather(*(read(view["ticket"]) for view in completed))
     changed = [(a, b) for a, b in zip(completed, again, strict=True) if a != b]
     run.changes = [{"first": a, "again": b} for a, b in changed[:3]]
     return len(changed)
 
 
 async def _read_once(client: httpx.AsyncClient, ticket: str) -> dict | None:
-    for _ in range(50):  # through 503s while a store replica restarts
-        response = await client.get(paths.ticket_path(ticket))
-        if response.status_code < 500:
-            return response.json()
+    for _ in range(50):  # through 503s and cut connections while a replica restarts
+        with contextlib.suppress(httpx.TransportError):
+            response = await client.get(paths.ticket_path(ticket))
+            if response.status_code < 500:
+                return response.json()
         await asyncio.sleep(0.2)
     return None
 
