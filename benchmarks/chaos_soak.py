@@ -127,6 +127,7 @@ def main() -> None:
                 "unresolved",
                 "retried",
                 "changed_on_reread",
+                "changes",
             )
         },  # fmt: skip
         "refused_posts": counts["refused_posts"],
