@@ -491,14 +491,13 @@ def scaling_figures(timeline: list[dict], load_ended: float, seconds: float) -> 
     ended = sum(p["stage_two_per_s"] for p in top)
     # A stream session's records past their deadline (deadline_frames) end 'expired'.
     without = sum(p["stage_two_failed_per_s"] for p in top) / ended if ended else None
-    backlog_emptied = next(
-        (p["t"] for p in timeline if p["t"] > load_ended and p["backlog_records"] == 0), None
-    )
     target = _deployment(_app(yaml.safe_load(LOCAL_CONFIG.read_text())), "HeavyModel")
     target_records = target["autoscaling_config"]["policy"]["policy_kwargs"]["target_records"]
 
     def first(condition) -> float | None:
         return next((p["t"] for p in timeline if condition(p)), None)
+
+    backlog_emptied = first(lambda p: p["t"] > load_ended and p["backlog_records"] == 0)
 
     return {
         "load_ended_at_s": round(load_ended, 1),

@@ -33,7 +33,7 @@ from benchmarks.fault_injection import (
     Fault,
     Run,
     changed_on_reread,
-    follow,
+    follow_posted,
     post_batch,
     service_config,
     tally,
@@ -64,15 +64,7 @@ async def _soak(url: str, example: dict, seconds: float, every_s: float, rng) ->
             print(f"  {elapsed + every_s:6.0f} s: killed a {deployment} replica", flush=True)
 
     async def client_session(client: httpx.AsyncClient, reader: httpx.AsyncClient) -> None:
-        try:
-            tickets = await timed(post_batch(client, [example] * BATCH, run), run)
-        except httpx.HTTPStatusError as error:
-            run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
-            return
-        except (httpx.HTTPError, ValueError) as error:
-            run.refused[type(error).__name__] += 1
-            return
-        run.views += await asyncio.gather(*(follow(reader, t, run) for t in tickets))
+        await follow_posted(timed(post_batch(client, [example] * BATCH, run), run), reader, run)
 
     limits = httpx.Limits(max_connections=None)
     async with (

@@ -201,15 +201,7 @@ async def _load(
             await asyncio.to_thread(_strike, fault, victims, redis)
             if watched:
                 watchers.append(asyncio.create_task(_haproxy_stops_routing(run_dir, watched, run)))
-        try:
-            tickets = await posted
-        except httpx.HTTPStatusError as error:
-            run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
-            return
-        except (httpx.HTTPError, ValueError) as error:
-            run.refused[type(error).__name__] += 1
-            return
-        run.views += await asyncio.gather(*(follow(reader, t, run) for t in tickets))
+        await follow_posted(posted, reader, run)
 
     # Posts and long-polls on pools of their own, with no cap: a capped pool full of
     # long-polls held POSTs back in this client, which read as slow POSTs.
@@ -234,6 +226,19 @@ async def timed(posting: Awaitable[list[str]], run: Run) -> list[str]:
     tickets = await posting
     run.post_ms.append((time.perf_counter() - started) * 1000)
     return tickets
+
+
+async def follow_posted(posted: Awaitable[list[str]], reader: httpx.AsyncClient, run: Run) -> None:
+    """Follow the POST's tickets to their ends; a POST that failed is counted as refused."""
+    try:
+        tickets = await posted
+    except httpx.HTTPStatusError as error:
+        run.refused[f"{error.response.status_code} {error.response.text[:60]}"] += 1
+        return
+    except (httpx.HTTPError, ValueError) as error:
+        run.refused[type(error).__name__] += 1
+        return
+    run.views += await asyncio.gather(*(follow(reader, t, run) for t in tickets))
 
 
 async def changed_on_reread(client: httpx.AsyncClient, run: Run) -> int:

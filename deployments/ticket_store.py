@@ -209,7 +209,7 @@ class TicketStore:
     async def cancel(self, ticket_id: str) -> TicketView | None:
         """Cancel an unfinished ticket: unstarted work never runs, running work is cancelled
         best-effort. Returns the ticket's state afterwards; None if never issued."""
-        if ticket_id not in self._tickets and self._journal_args.durable:
+        if ticket_id not in self._tickets:
             entry = (await self._journal.read([ticket_id])).get(ticket_id)
             if entry is not None:
                 return await self._cancel_elsewhere(entry)
@@ -347,11 +347,8 @@ class TicketStore:
         ticket = self._tickets.get(ticket_id)
         if ticket is not None:
             return await self._view(ticket)
-        if self._journal_args.durable:
-            entry = (await self._journal.read([ticket_id])).get(ticket_id)
-            if entry is not None:
-                return _view_of_entry(entry)
-        return self._unrecorded(ticket_id)
+        entry = (await self._journal.read([ticket_id])).get(ticket_id)
+        return _view_of_entry(entry) if entry is not None else self._unrecorded(ticket_id)
 
     def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
         for ticket_id in ticket_ids:
@@ -592,7 +589,7 @@ class TicketStore:
 
     async def _view(self, ticket: _Ticket) -> TicketView:
         result = (await ticket.ref)[ticket.index] if ticket.status == "completed" else None
-        return _view_of_entry(self._entry(ticket, result))
+        return _ticket_view(ticket.id, ticket, result)
 
     def _unrecorded(self, ticket_id: str) -> TicketView | None:
         """What became of a ticket this replica holds no record of; None if never issued."""
@@ -660,21 +657,28 @@ async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray
         raise DeadlinePassed() from None
 
 
-def _view_of_entry(entry: JournalEntry) -> TicketView:
-    """A ticket's view from its journal entry (held by a peer, or by a replica gone)."""
+def _ticket_view(
+    ticket_id: str, state: _Ticket | JournalEntry, result: Prediction | None
+) -> TicketView:
+    """A ticket's view, from this replica's record of it or from its journal entry (held
+    by a peer, or by a replica gone): both carry the same fields."""
     view = TicketView(
-        ticket=entry.ticket,
-        status=entry.status,
-        submitted_at=utc(entry.submitted_at),
-        started_at=utc(entry.started_at),
-        finished_at=utc(entry.finished_at),
-        attempts=entry.attempts,
-        error=entry.error,
+        ticket=ticket_id,
+        status=state.status,
+        submitted_at=utc(state.submitted_at),
+        started_at=utc(state.started_at),
+        finished_at=utc(state.finished_at),
+        attempts=state.attempts,
+        error=state.error,
     )
-    if entry.result is not None and entry.finished_at is not None:
-        latency_ms = (entry.finished_at - entry.submitted_at) * 1000
-        view.result = entry.result.model_copy(update={"latency_ms": round(latency_ms, 3)})
+    if result is not None and state.finished_at is not None:
+        latency_ms = (state.finished_at - state.submitted_at) * 1000
+        view.result = result.model_copy(update={"latency_ms": round(latency_ms, 3)})
     return view
+
+
+def _view_of_entry(entry: JournalEntry) -> TicketView:
+    return _ticket_view(entry.ticket, entry, entry.result)
 
 
 def _ending(

@@ -82,11 +82,9 @@ class RedisJournal:
             return []
         entries = await self.read(taken)
         records = await self._redis.mget([self._record_key(t) for t in taken])
-        found = dict(zip(taken, records, strict=True))
+        found = {t: r.decode() for t, r in zip(taken, records, strict=True) if r is not None}
         return [
-            entry.model_copy(
-                update={"owner": owner, "record": (found[ticket] or b"").decode() or None}
-            )
+            entry.model_copy(update={"owner": owner, "record": found.get(ticket)})
             for ticket, entry in entries.items()
         ]
 
