@@ -90,8 +90,13 @@ class TicketJournal(Protocol):
     """What the ticket store needs of a backend. Writes come in batches; each method is
     one round trip (or one transaction)."""
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> None:
-        """Insert or replace the entries; finished ones expire ``keep_finished_s`` after."""
+    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+        """Insert or replace the entries; finished ones expire ``keep_finished_s`` after.
+
+        An entry replaces only one its owner holds unfinished: a finished ticket never
+        changes (the first end written wins), and a replica that lost a ticket to another
+        (its lease lapsed) writes it no more. Returns the tickets refused so.
+        """
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:
         """Those of the tickets the journal holds, without their records (kept apart:
@@ -116,8 +121,8 @@ class TicketJournal(Protocol):
 class MemoryJournal:
     """Writes nothing: tickets live only in their store replica's memory."""
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> None:
-        pass
+    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+        return set()
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:
         return {}

@@ -28,6 +28,30 @@ redis.call('SREM', KEYS[4], ARGV[1])
 return ids
 """
 
+# Writes each entry, unless the journal holds its ticket finished or as another owner's
+# (not in this owner's unfinished set); returns the tickets refused. Per entry: 3 keys
+# (entry, record, owner's unfinished set) and 5 arguments.
+_WRITE = """
+local refused = {}
+for i = 0, #KEYS / 3 - 1 do
+  local entry, record, unfinished = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local ticket, finished, value = ARGV[5 * i + 1], ARGV[5 * i + 2], ARGV[5 * i + 3]
+  local data, keep_ms = ARGV[5 * i + 4], ARGV[5 * i + 5]
+  if redis.call('EXISTS', entry) == 1 and redis.call('SISMEMBER', unfinished, ticket) == 0 then
+    refused[#refused + 1] = ticket
+  elseif finished == '1' then
+    redis.call('SET', entry, value, 'PX', keep_ms)
+    redis.call('DEL', record)
+    redis.call('SREM', unfinished, ticket)
+  else
+    redis.call('SET', entry, value)
+    if data ~= '' then redis.call('SET', record, data) end
+    redis.call('SADD', unfinished, ticket)
+  end
+end
+return refused
+"""
+
 
 class RedisJournal:
     def __init__(self, url: str, prefix: str) -> None:
@@ -35,21 +59,23 @@ class RedisJournal:
         self._redis = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
+        self._write = self._redis.register_script(_WRITE)
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+        keys: list[str] = []
+        args: list[str | int] = []
+        keep_ms = round(keep_finished_s * 1000)
         for entry in entries:
-            key, value = self._ticket_key(entry.ticket), entry.model_dump_json(exclude={"record"})
-            if entry.finished:
-                pipe.set(key, value, px=round(keep_finished_s * 1000))
-                pipe.delete(self._record_key(entry.ticket))
-                pipe.srem(self._unfinished_key(entry.owner), entry.ticket)
-            else:
-                pipe.set(key, value)
-                if entry.record is not None:
-                    pipe.set(self._record_key(entry.ticket), entry.record)
-                pipe.sadd(self._unfinished_key(entry.owner), entry.ticket)
-        await pipe.execute()
+            ticket = entry.ticket
+            keys += [
+                self._ticket_key(ticket),
+                self._record_key(ticket),
+                self._unfinished_key(entry.owner),
+            ]
+            value = entry.model_dump_json(exclude={"record"})
+            args += [ticket, int(entry.finished), value, entry.record or "", keep_ms]
+        refused = await self._write(keys=keys, args=args)
+        return {ticket.decode() for ticket in refused}
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:
         values = await self._redis.mget([self._ticket_key(t) for t in ticket_ids])

@@ -44,7 +44,7 @@ class SqliteJournal:
         self._db: sqlite3.Connection | None = None
         self._expired_at = 0.0
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> None:
+    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
         now = time.time()
         rows = [
             (
@@ -60,7 +60,7 @@ class SqliteJournal:
         expire = now - self._expired_at >= _EXPIRE_EVERY_S
         if expire:
             self._expired_at = now
-        await self._run(self._write, rows, now if expire else None)
+        return await self._run(self._write, rows, now if expire else None)
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:
         rows = await self._run(self._select, ticket_ids)
@@ -100,14 +100,25 @@ class SqliteJournal:
             self._db = db
         return self._db
 
-    def _write(self, rows: list[tuple], expire_before: float | None) -> None:
+    def _write(self, rows: list[tuple], expire_before: float | None) -> set[str]:
         db = self._connection()
         with _transaction(db):
-            db.executemany("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, ?, ?)", rows)
+            refused = self._refused(db, rows)
+            accepted = [row for row in rows if row[0] not in refused]
+            db.executemany("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, ?, ?)", accepted)
             if expire_before is not None:
                 db.execute(
                     "DELETE FROM tickets WHERE finished = 1 AND expires_at < ?", (expire_before,)
                 )
+        return refused
+
+    def _refused(self, db: sqlite3.Connection, rows: list[tuple]) -> set[str]:
+        """Those of the rows' tickets that are finished, or held by another owner."""
+        owners = {row[0]: row[1] for row in rows}
+        marks = ",".join("?" * len(owners))
+        query = f"SELECT id, owner, finished FROM tickets WHERE id IN ({marks})"  # noqa: S608 - marks only
+        held = db.execute(query, list(owners)).fetchall()
+        return {ticket for ticket, owner, finished in held if finished or owner != owners[ticket]}
 
     def _select(self, ticket_ids: list[str]) -> list[tuple]:
         db = self._connection()
@@ -134,8 +145,12 @@ class SqliteJournal:
         self._connection().execute("INSERT OR REPLACE INTO cancels VALUES (?, ?)", (ticket, owner))
 
     def _take_cancels(self, owner: str) -> list[tuple]:
-        query = "DELETE FROM cancels WHERE owner = ? RETURNING id"
-        return self._connection().execute(query, (owner,)).fetchall()
+        db = self._connection()
+        # Asked often and mostly empty: a read first, so no write lock is taken for nothing.
+        if db.execute("SELECT 1 FROM cancels WHERE owner = ? LIMIT 1", (owner,)).fetchone():
+            query = "DELETE FROM cancels WHERE owner = ? RETURNING id"
+            return db.execute(query, (owner,)).fetchall()
+        return []
 
 
 def _check_layout(db: sqlite3.Connection, path: Path) -> None:

@@ -119,6 +119,31 @@ def test_a_gone_owners_unfinished_tickets_go_to_exactly_one_taker(journals):
     asyncio.run(scenario())
 
 
+def test_a_finished_ticket_never_changes_and_a_replaced_owner_writes_no_more(journals):
+    async def scenario():
+        slow, taker = journals.open(), journals.open()
+        await slow.renew_lease("slow", lease_s=0.2)
+        await slow.write([_entry("t1", "slow"), _entry("t2", "slow")], keep_finished_s=60)
+        await asyncio.sleep(0.4)  # its lease lapsed, though it still runs
+        await taker.renew_lease("taker", lease_s=30)
+        assert {e.ticket for e in await taker.take_orphans("taker")} == {"t1", "t2"}
+        # The slow owner's writes of tickets it lost are refused, and change nothing.
+        running = _entry("t1", "slow", status="running", attempts=1)
+        assert await slow.write([running, _entry("t3", "slow")], keep_finished_s=60) == {"t1"}
+        assert (await taker.read(["t1"]))["t1"].status == "pending"
+        # The first end written wins; a later one, even its owner's, is refused.
+        first = _entry("t2", "taker", status="failed", finished_at=time.time(), error="first")
+        assert await taker.write([first], keep_finished_s=60) == set()
+        again = _entry("t2", "taker", status="failed", finished_at=time.time(), error="again")
+        assert await taker.write([again], keep_finished_s=60) == {"t2"}
+        assert (await slow.read(["t2"]))["t2"].error == "first"
+        # A taker's own unfinished tickets it goes on writing.
+        assert await taker.write([_entry("t1", "taker", attempts=2)], keep_finished_s=60) == set()
+        await journals.close()
+
+    asyncio.run(scenario())
+
+
 def test_cancel_requests_reach_their_owner_once(journals):
     async def scenario():
         asker, owner = journals.open(), journals.open()
