@@ -64,6 +64,8 @@ from multistage.wire import StoreLoad, Submission, WaitReply
 
 # How often a wait re-reads the journal for tickets a peer holds.
 _PEER_POLL_S = 0.1
+# How long a cancel of a peer's ticket waits to see it canceled before answering 202.
+_PEER_CANCEL_WAIT_S = 5 * _PEER_POLL_S
 
 logger = logging.getLogger("ray.serve")
 
@@ -134,6 +136,10 @@ class TicketStore:
         self._journal = open_journal(journal)
         # Changes not yet written, by ticket; and what waits for the next write.
         self._unwritten: dict[str, JournalEntry] = {}
+        # Tickets that ended here but whose end is not yet written: they read unfinished
+        # until it is, so an answer once read never changes (were this replica to die
+        # now, another would run them again).
+        self._ends_unwritten: set[str] = set()
         # Taken since the last write: run once the journal holds them, forgotten if it
         # did not take them (their senders send them again, maybe to another replica).
         self._taken_unwritten: list[_Ticket] = []
@@ -165,6 +171,7 @@ class TicketStore:
             await self._adopt_orphans()
             self._writer = asyncio.create_task(self._write_forever())
             self._lease = asyncio.create_task(self._keep_lease_forever())
+            self._cancels = asyncio.create_task(self._take_cancel_requests_forever())
 
     async def submit_many(self, submissions: list[Submission]) -> StoreLoad:
         """Take stage-two work; answers the load, by which ingress replicas admit more.
@@ -216,16 +223,18 @@ class TicketStore:
         ticket = self._cancel(ticket_id, "canceled before stage two started")
         if ticket is None:
             return self._unrecorded(ticket_id)
+        if ticket.id in self._ends_unwritten:
+            await self._next_write()
         return await self._view(ticket)
 
     async def _cancel_elsewhere(self, entry: JournalEntry) -> TicketView:
         """Cancel a ticket another replica holds: ask it through the journal, and wait a
-        moment for it to answer (its next lease renewal); unfinished, the view says the
-        cancel is on its way."""
+        moment for it to answer (it takes requests every peer poll, then writes the
+        cancel); unfinished, the view says the cancel is on its way."""
         if entry.finished:
             return _view_of_entry(entry)
         await self._journal.request_cancel(entry.ticket, entry.owner)
-        give_up_at = time.monotonic() + self._journal_args.lease_s / 2
+        give_up_at = time.monotonic() + _PEER_CANCEL_WAIT_S
         while not entry.finished and time.monotonic() < give_up_at:
             await asyncio.sleep(_PEER_POLL_S)
             entry = (await self._journal.read([entry.ticket])).get(entry.ticket, entry)
@@ -321,7 +330,7 @@ class TicketStore:
         """Views of those of the tickets that have ended: here, in the journal, or before
         they could arrive."""
         held = [self._tickets[t] for t in ticket_ids if t in self._tickets]
-        views = list(await asyncio.gather(*(self._view(t) for t in held if t.finished_at)))
+        views = list(await asyncio.gather(*(self._view(t) for t in held if self._has_ended(t))))
         others = [t for t in ticket_ids if t not in self._tickets]
         entries = await self._journal.read(others) if others else {}
         for ticket_id in others:
@@ -407,8 +416,7 @@ class TicketStore:
             if not tickets:
                 return
             for ticket in tickets:
-                ticket.attempts += 1
-                self._note(ticket)
+                ticket.attempts += 1  # written with its start: a run not started is not one
             records = [t.record for t in tickets]
             response = self._heavy.predict_many.remote(
                 records, [t.deadline for t in tickets], [t.id for t in tickets]
@@ -466,9 +474,8 @@ class TicketStore:
         self._note(ticket, result)
         self._unfinished -= 1
         self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
-        for woken in self._waiters.pop(ticket.id, ()):
-            if not woken.done():
-                woken.set_result(None)
+        if not self._journal_args.durable:
+            self._wake(ticket.id)
         time_to_result_ms = (ticket.finished_at - ticket.submitted_at) * 1000
         self._metrics.finished(status, time_to_result_ms if status == "completed" else None)
         logger.info(
@@ -482,12 +489,23 @@ class TicketStore:
             },
         )
 
+    def _wake(self, ticket_id: str) -> None:
+        for woken in self._waiters.pop(ticket_id, ()):
+            if not woken.done():
+                woken.set_result(None)
+
+    def _has_ended(self, ticket: _Ticket) -> bool:
+        """Whether the ticket reads ended: it did, and the journal (if any) says so."""
+        return ticket.finished_at is not None and ticket.id not in self._ends_unwritten
+
     def _note(self, ticket: _Ticket, result: Prediction | None = None) -> None:
         """Write the ticket's change to the journal with the next batch."""
         if not self._journal_args.durable:
             return
         if ticket.record is not None and ticket.encoded_record is None:
             ticket.encoded_record = encode_record(ticket.record)
+        if ticket.finished_at is not None:
+            self._ends_unwritten.add(ticket.id)
         self._unwritten[ticket.id] = self._entry(ticket, result)
 
     def _entry(self, ticket: _Ticket, result: Prediction | None) -> JournalEntry:
@@ -522,7 +540,7 @@ class TicketStore:
             written = self._written
             self._written = asyncio.get_running_loop().create_future()
             try:
-                await self._journal.write(list(batch.values()), self._policy.result_ttl_s)
+                refused = await self._journal.write(list(batch.values()), self._policy.result_ttl_s)
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
                 logger.warning("the ticket journal did not take a write: %s", _reason(error))
                 for ticket in taken:
@@ -531,10 +549,39 @@ class TicketStore:
                 self._unwritten = batch | self._unwritten  # later changes win
                 written.set_result(False)
             else:
+                self._written_down(batch, refused)
                 for ticket in taken:
                     if ticket.finished_at is None:
                         self._undispatched.put_nowait(ticket)
                 written.set_result(True)
+
+    def _written_down(self, batch: dict[str, JournalEntry], refused: set[str]) -> None:
+        """Show the ends the journal now holds; give up the tickets it said are not ours."""
+        for ticket_id in refused:
+            self._disown(ticket_id)
+        for entry in batch.values():
+            if entry.finished and entry.ticket not in refused:
+                self._ends_unwritten.discard(entry.ticket)
+                self._wake(entry.ticket)
+
+    def _disown(self, ticket_id: str) -> None:
+        """Drop a ticket the journal refused: another replica took it over (this one was
+        thought gone), or ended it first. Its reads are answered from the journal now, and
+        this replica's run of it, if any, stops."""
+        ticket = self._tickets.pop(ticket_id, None)
+        self._ends_unwritten.discard(ticket_id)
+        self._unwritten.pop(ticket_id, None)
+        if ticket is not None and ticket.finished_at is None:
+            ticket.finished_at = time.time()  # every path skips it from now on
+            self._unfinished -= 1
+            call = ticket.call
+            if call is not None and all(t.finished_at is not None for t in call.tickets):
+                call.task.cancel()
+        self._wake(ticket_id)
+        logger.warning(
+            "the ticket journal holds a ticket as another replica's; gave it up",
+            extra={"ticket": ticket_id},
+        )
 
     def _forget(self, ticket: _Ticket) -> None:
         """Drop a ticket taken but never written: its submission was not acknowledged, so
@@ -546,18 +593,26 @@ class TicketStore:
                 self._unfinished -= 1
 
     async def _keep_lease_forever(self) -> None:
-        """Renew this replica's lease, take the tickets of owners whose lease lapsed, and
-        cancel those of its tickets that other replicas were asked to cancel."""
+        """Renew this replica's lease and take the tickets of owners whose lease lapsed."""
         lease_s = self._journal_args.lease_s
         while True:
             await asyncio.sleep(lease_s / 4)
             try:
                 await self._journal.renew_lease(self._owner, lease_s)
                 await self._adopt_orphans()
+            except Exception as error:  # noqa: BLE001 - a journal that is down: try again
+                logger.warning("the ticket journal did not renew a lease: %s", _reason(error))
+
+    async def _take_cancel_requests_forever(self) -> None:
+        """Cancel those of this replica's tickets that other replicas were asked to cancel,
+        as often as a wait reads a peer's ticket: a cancel must beat the ticket's start."""
+        while True:
+            await asyncio.sleep(_PEER_POLL_S)
+            try:
                 for ticket_id in await self._journal.take_cancel_requests(self._owner):
                     self._cancel(ticket_id, "canceled before stage two started")
             except Exception as error:  # noqa: BLE001 - a journal that is down: try again
-                logger.warning("the ticket journal did not renew a lease: %s", _reason(error))
+                logger.warning("the ticket journal did not answer: %s", _reason(error))
 
     async def _adopt_orphans(self) -> None:
         """Run again the unfinished tickets of store replicas that are gone."""
@@ -588,6 +643,8 @@ class TicketStore:
             self._metrics.compared(ticket.stage_one_label, stage_two_label)
 
     async def _view(self, ticket: _Ticket) -> TicketView:
+        if ticket.id in self._ends_unwritten:
+            return _unfinished_view(ticket)
         result = (await ticket.ref)[ticket.index] if ticket.status == "completed" else None
         return _ticket_view(ticket.id, ticket, result)
 
@@ -675,6 +732,17 @@ def _ticket_view(
         latency_ms = (state.finished_at - state.submitted_at) * 1000
         view.result = result.model_copy(update={"latency_ms": round(latency_ms, 3)})
     return view
+
+
+def _unfinished_view(ticket: _Ticket) -> TicketView:
+    """A ticket that ended here, as it read before: its end is not written yet."""
+    return TicketView(
+        ticket=ticket.id,
+        status="running" if ticket.started_at else "pending",
+        submitted_at=utc(ticket.submitted_at),
+        started_at=utc(ticket.started_at),
+        attempts=ticket.attempts,
+    )
 
 
 def _view_of_entry(entry: JournalEntry) -> TicketView:
