@@ -123,6 +123,12 @@ def test_unfinished_gauge_and_stage_two_rejections(http, serve_url, metrics_url,
         return total(scrape(metrics_url), "ray_multistage_tickets_unfinished", **app) == 0
 
     wait_for_condition(drained, timeout=30)
+    # The ingress last heard of a full store, and admits one record at a time until it hears
+    # again: one record, acknowledged, leaves the next module an open gate.
+    probe = http.post("/saturated/v1/predict", json=example).json()["ticket"]
+    assert (
+        wait_until_ended(http, f"/saturated/v1/predictions/{probe}").json()["status"] == "completed"
+    )
 
 
 def test_shed_requests_are_counted_once_each(serve_url, metrics_url, example):

@@ -115,7 +115,7 @@ def test_a_redis_restart_holds_up_neither_stage_one_nor_any_ticket(
 
 
 def test_cancel_reaches_a_ticket_whichever_replica_holds_it(replicated, http, serve_url, example):
-    tickets = _post(serve_url, example, 40)
+    tickets = _post(serve_url, example, 80)  # seconds of work: the tails wait long enough
     # The tail of the longer queue: the last submitted to the replica holding the most.
     # Each cancel lands on either replica: on the other, it goes through the journal.
     queues = [_unfinished_entries(replicated, replica) for replica in _store_replicas()]
