@@ -97,7 +97,11 @@ def main() -> None:
         RedisServer(Path(scratch) / "redis") as redis,
         local_cluster(num_cpus=4, log_to_driver=False),
     ):
-        deploy_config(service_config(port, SOAK, redis.url, Path(scratch)))
+        config = service_config(port, SOAK, redis.url, Path(scratch))
+        # Results are held past the soak, so the final rereads find every one of them.
+        policy = config["applications"][0]["args"]["ticket_policy"]
+        policy["result_ttl_s"] = max(policy["result_ttl_s"], args.minutes * 60 + 300)
+        deploy_config(config)
         wait_healthy(url, timeout_s=120)
         print(f"soak: {args.minutes:g} min, a kill every {args.every_s:g} s", flush=True)
         rng = random.Random(args.seed)

@@ -98,7 +98,6 @@ class _Ticket:
     index: int = 0
     error: str | None = None
     call: _Call | None = None  # set once dispatched
-    encoded_record: str | None = None  # the record as the journal holds it
 
 
 @dataclass
@@ -232,13 +231,13 @@ class TicketStore:
         moment for it to answer (it takes requests every peer poll, then writes the
         cancel); unfinished, the view says the cancel is on its way."""
         if entry.finished:
-            return _view_of_entry(entry)
+            return self._journaled_view(entry)
         await self._journal.request_cancel(entry.ticket, entry.owner)
         give_up_at = time.monotonic() + _PEER_CANCEL_WAIT_S
         while not entry.finished and time.monotonic() < give_up_at:
             await asyncio.sleep(_PEER_POLL_S)
             entry = (await self._journal.read([entry.ticket])).get(entry.ticket, entry)
-        return _view_of_entry(entry)
+        return self._journaled_view(entry)
 
     def _cancel(self, ticket_id: str, unstarted_reason: str) -> _Ticket | None:
         """The ticket, canceled unless it had ended; None if this replica holds no record
@@ -287,7 +286,7 @@ class TicketStore:
             submission.request_id,
         )
         self._unfinished += 1
-        self._note(ticket)
+        self._note(ticket, with_record=True)
         if self._unfinished > self._policy.max_unfinished:
             # Admitted by an ingress replica's estimate, refused here, where it is exact.
             self._metrics.rejected("stage_two_full")
@@ -304,6 +303,12 @@ class TicketStore:
         # Issued before this replica started: its submission was sent again after the
         # previous replica failed to take it, and is welcome within the grace.
         return issued_at >= self._started_at or now <= self._resubmissions_end
+
+    @property
+    def _longest_life_s(self) -> float:
+        """From issue to release, at the longest: the journal keeps a finished ticket as
+        long, so an id it does not hold within that time never reached a store."""
+        return self._policy.timeout_s + self._policy.result_ttl_s
 
     @property
     def _resubmissions_end(self) -> float:
@@ -336,7 +341,7 @@ class TicketStore:
         for ticket_id in others:
             if (entry := entries.get(ticket_id)) is not None:
                 if entry.finished:
-                    views.append(_view_of_entry(entry))
+                    views.append(self._journaled_view(entry))
             elif (view := self._unrecorded(ticket_id)) and view.status != "pending":
                 views.append(view)
         return views
@@ -357,7 +362,7 @@ class TicketStore:
         if ticket is not None:
             return await self._view(ticket)
         entry = (await self._journal.read([ticket_id])).get(ticket_id)
-        return _view_of_entry(entry) if entry is not None else self._unrecorded(ticket_id)
+        return self._journaled_view(entry) if entry is not None else self._unrecorded(ticket_id)
 
     def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
         for ticket_id in ticket_ids:
@@ -468,7 +473,7 @@ class TicketStore:
     ) -> None:
         ticket.status, ticket.error = status, error
         ticket.finished_at = time.time()
-        ticket.record = ticket.encoded_record = None
+        ticket.record = None
         if status != "completed":
             ticket.ref = None
         self._note(ticket, result)
@@ -498,15 +503,21 @@ class TicketStore:
         """Whether the ticket reads ended: it did, and the journal (if any) says so."""
         return ticket.finished_at is not None and ticket.id not in self._ends_unwritten
 
-    def _note(self, ticket: _Ticket, result: Prediction | None = None) -> None:
-        """Write the ticket's change to the journal with the next batch."""
+    def _note(
+        self, ticket: _Ticket, result: Prediction | None = None, with_record: bool = False
+    ) -> None:
+        """Write the ticket's change to the journal with the next batch; its record goes
+        with its first entry only (the journal keeps it until the ticket ends)."""
         if not self._journal_args.durable:
             return
-        if ticket.record is not None and ticket.encoded_record is None:
-            ticket.encoded_record = encode_record(ticket.record)
-        if ticket.finished_at is not None:
+        entry = self._entry(ticket, result)
+        if with_record and ticket.record is not None:
+            entry.record = encode_record(ticket.record)
+        elif (earlier := self._unwritten.get(ticket.id)) is not None and not entry.finished:
+            entry.record = earlier.record  # the first entry, not written yet: keep its record
+        if entry.finished:
             self._ends_unwritten.add(ticket.id)
-        self._unwritten[ticket.id] = self._entry(ticket, result)
+        self._unwritten[ticket.id] = entry
 
     def _entry(self, ticket: _Ticket, result: Prediction | None) -> JournalEntry:
         return JournalEntry(
@@ -521,7 +532,6 @@ class TicketStore:
             deadline=ticket.deadline,
             stage_one_label=ticket.stage_one_label,
             request_id=ticket.request_id,
-            record=ticket.encoded_record,
             result=result,
         )
 
@@ -540,7 +550,7 @@ class TicketStore:
             written = self._written
             self._written = asyncio.get_running_loop().create_future()
             try:
-                refused = await self._journal.write(list(batch.values()), self._policy.result_ttl_s)
+                refused = await self._journal.write(list(batch.values()), self._longest_life_s)
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
                 logger.warning("the ticket journal did not take a write: %s", _reason(error))
                 for ticket in taken:
@@ -627,7 +637,7 @@ class TicketStore:
                 entry.stage_one_label,
                 entry.request_id,
             )
-            ticket.attempts, ticket.encoded_record = entry.attempts, entry.record
+            ticket.attempts = entry.attempts
             self._unfinished += 1
             self._note(ticket)
             self._undispatched.put_nowait(ticket)
@@ -645,8 +655,21 @@ class TicketStore:
     async def _view(self, ticket: _Ticket) -> TicketView:
         if ticket.id in self._ends_unwritten:
             return _unfinished_view(ticket)
+        if self._past_ttl(ticket.finished_at):  # exact, though the reaper comes by later
+            return released_view(ticket.id, ticket.submitted_at)
         result = (await ticket.ref)[ticket.index] if ticket.status == "completed" else None
         return _ticket_view(ticket.id, ticket, result)
+
+    def _past_ttl(self, finished_at: float | None) -> bool:
+        return finished_at is not None and finished_at + self._policy.result_ttl_s <= time.time()
+
+    def _journaled_view(self, entry: JournalEntry) -> TicketView:
+        """A ticket's view from its journal entry. One finished longer ago than the TTL
+        reads released: the entry outlives it (``_longest_life_s``) only so that an id the
+        journal does not hold can be told to have never arrived."""
+        if self._past_ttl(entry.finished_at):
+            return released_view(entry.ticket, entry.submitted_at)
+        return _ticket_view(entry.ticket, entry, entry.result)
 
     def _unrecorded(self, ticket_id: str) -> TicketView | None:
         """What became of a ticket this replica holds no record of; None if never issued."""
@@ -660,11 +683,11 @@ class TicketStore:
             issued_at >= self._started_at or now <= self._resubmissions_end
         ):
             return in_transit_view(ticket_id, issued_at)
-        if issued_at < self._started_at:
-            longest_life = self._policy.timeout_s + self._policy.result_ttl_s
-            if issued_at + longest_life > now:
-                return lost_view(ticket_id, issued_at, "the ticket store restarted after it")
+        durable = self._journal_args.durable
+        if issued_at + self._longest_life_s <= now and (durable or issued_at < self._started_at):
             return released_view(ticket_id, issued_at)
+        if issued_at < self._started_at and not durable:
+            return lost_view(ticket_id, issued_at, "the ticket store restarted after it")
         if issued_at <= self._released_up_to:
             return released_view(ticket_id, issued_at)
         return lost_view(ticket_id, issued_at, "its submission never reached the ticket store")
@@ -743,10 +766,6 @@ def _unfinished_view(ticket: _Ticket) -> TicketView:
         started_at=utc(ticket.started_at),
         attempts=ticket.attempts,
     )
-
-
-def _view_of_entry(entry: JournalEntry) -> TicketView:
-    return _ticket_view(entry.ticket, entry, entry.result)
 
 
 def _ending(

@@ -78,7 +78,9 @@ class JournalEntry(BaseModel):
     deadline: float | None = None
     stage_one_label: str | None = None
     request_id: str = ""
-    record: str | None = Field(None, description="The record (encode_record), until it ends.")
+    record: str | None = Field(
+        None, description="The record (encode_record): written with the ticket's first entry."
+    )
     result: Prediction | None = None
 
     @property
@@ -90,8 +92,9 @@ class TicketJournal(Protocol):
     """What the ticket store needs of a backend. Writes come in batches; each method is
     one round trip (or one transaction)."""
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
-        """Insert or replace the entries; finished ones expire ``keep_finished_s`` after.
+    async def write(self, entries: list[JournalEntry], keep_s: float) -> set[str]:
+        """Insert or update the entries; finished ones expire ``keep_s`` after their ticket
+        was issued (``submitted_at``). An entry without a record keeps the one written.
 
         An entry replaces only one its owner holds unfinished: a finished ticket never
         changes (the first end written wins), and a replica that lost a ticket to another
@@ -121,7 +124,7 @@ class TicketJournal(Protocol):
 class MemoryJournal:
     """Writes nothing: tickets live only in their store replica's memory."""
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+    async def write(self, entries: list[JournalEntry], keep_s: float) -> set[str]:
         return set()
 
     async def read(self, ticket_ids: list[str]) -> dict[str, JournalEntry]:

@@ -2,7 +2,8 @@
 
 Keys, all under the application's prefix:
 
-- ``t:<ticket>``: the entry (JSON); a finished one expires in Redis itself after the TTL;
+- ``t:<ticket>``: the entry (JSON); a finished one expires in Redis itself when its
+  ticket's life (``timeout_s`` + ``result_ttl_s`` from issue) ends;
 - ``r:<ticket>``: an unfinished ticket's record, apart: reads of entries never carry it;
 - ``u:<owner>``: the set of an owner's unfinished tickets;
 - ``owners``: every owner that may hold unfinished tickets;
@@ -36,11 +37,11 @@ local refused = {}
 for i = 0, #KEYS / 3 - 1 do
   local entry, record, unfinished = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local ticket, finished, value = ARGV[5 * i + 1], ARGV[5 * i + 2], ARGV[5 * i + 3]
-  local data, keep_ms = ARGV[5 * i + 4], ARGV[5 * i + 5]
+  local data, expires_at_ms = ARGV[5 * i + 4], ARGV[5 * i + 5]
   if redis.call('EXISTS', entry) == 1 and redis.call('SISMEMBER', unfinished, ticket) == 0 then
     refused[#refused + 1] = ticket
   elseif finished == '1' then
-    redis.call('SET', entry, value, 'PX', keep_ms)
+    redis.call('SET', entry, value, 'PXAT', expires_at_ms)
     redis.call('DEL', record)
     redis.call('SREM', unfinished, ticket)
   else
@@ -61,10 +62,9 @@ class RedisJournal:
         self._take = self._redis.register_script(_TAKE)
         self._write = self._redis.register_script(_WRITE)
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+    async def write(self, entries: list[JournalEntry], keep_s: float) -> set[str]:
         keys: list[str] = []
         args: list[str | int] = []
-        keep_ms = round(keep_finished_s * 1000)
         for entry in entries:
             ticket = entry.ticket
             keys += [
@@ -73,7 +73,8 @@ class RedisJournal:
                 self._unfinished_key(entry.owner),
             ]
             value = entry.model_dump_json(exclude={"record"})
-            args += [ticket, int(entry.finished), value, entry.record or "", keep_ms]
+            expires_at_ms = round((entry.submitted_at + keep_s) * 1000)
+            args += [ticket, int(entry.finished), value, entry.record or "", expires_at_ms]
         refused = await self._write(keys=keys, args=args)
         return {ticket.decode() for ticket in refused}
 

@@ -32,6 +32,13 @@ CREATE INDEX IF NOT EXISTS finished_by_expiry ON tickets (expires_at) WHERE fini
 CREATE TABLE IF NOT EXISTS leases (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS cancels (id TEXT PRIMARY KEY, owner TEXT NOT NULL);
 """
+# A record is written once, with the ticket's first entry, and dropped when it ends.
+_UPSERT = """
+INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
+    owner = excluded.owner, finished = excluded.finished, expires_at = excluded.expires_at,
+    entry = excluded.entry,
+    record = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.record, record) END
+"""
 _EXPIRE_EVERY_S = 1.0
 # The layout above; a file of another layout is refused, never misread.
 _LAYOUT_VERSION = 1
@@ -44,14 +51,14 @@ class SqliteJournal:
         self._db: sqlite3.Connection | None = None
         self._expired_at = 0.0
 
-    async def write(self, entries: list[JournalEntry], keep_finished_s: float) -> set[str]:
+    async def write(self, entries: list[JournalEntry], keep_s: float) -> set[str]:
         now = time.time()
         rows = [
             (
                 e.ticket,
                 e.owner,
                 e.finished,
-                e.finished_at + keep_finished_s if e.finished else None,
+                e.submitted_at + keep_s if e.finished else None,
                 e.model_dump_json(exclude={"owner", "record"}),
                 None if e.finished else e.record,
             )
@@ -105,7 +112,7 @@ class SqliteJournal:
         with _transaction(db):
             refused = self._refused(db, rows)
             accepted = [row for row in rows if row[0] not in refused]
-            db.executemany("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, ?, ?)", accepted)
+            db.executemany(_UPSERT, accepted)
             if expire_before is not None:
                 db.execute(
                     "DELETE FROM tickets WHERE finished = 1 AND expires_at < ?", (expire_before,)

@@ -79,14 +79,14 @@ def test_entries_are_read_back_and_finished_ones_expire(journals):
         )
         now = time.time()
         done = _entry("done", "a", status="completed", finished_at=now, record=None, result=result)
-        await journal.write([_entry("open", "a"), done], keep_finished_s=0.5)
+        await journal.write([_entry("open", "a"), done], keep_s=0.5)
         read = await journal.read(["open", "done", "never"])
         assert set(read) == {"open", "done"}
         assert read["done"].result == result
         assert read["open"].record is None  # records are kept apart, for the taker
         await asyncio.sleep(1.2)
         # The expiry of a finished entry is the backend's own (SQLite: on a later write).
-        await journal.write([_entry("later", "a")], keep_finished_s=0.5)
+        await journal.write([_entry("later", "a")], keep_s=0.5)
         assert set(await journal.read(["open", "done"])) == {"open"}
         await journals.close()
 
@@ -97,9 +97,12 @@ def test_a_gone_owners_unfinished_tickets_go_to_exactly_one_taker(journals):
     async def scenario():
         gone, first, second = journals.open(), journals.open(), journals.open()
         await gone.renew_lease("gone", lease_s=0.3)
-        await gone.write([_entry(f"t{i}", "gone") for i in range(20)], keep_finished_s=60)
+        await gone.write([_entry(f"t{i}", "gone") for i in range(20)], keep_s=60)
+        # Later entries come without the record: the journal keeps the one written first.
+        started = [_entry(f"t{i}", "gone", status="running", record=None) for i in range(20)]
+        await gone.write(started, keep_s=60)
         finished = _entry("t-done", "gone", status="failed", finished_at=time.time())
-        await gone.write([finished], keep_finished_s=60)
+        await gone.write([finished], keep_s=60)
         await first.renew_lease("first", lease_s=30)
         await second.renew_lease("second", lease_s=30)
         # While its lease holds, nobody takes its tickets.
@@ -123,22 +126,22 @@ def test_a_finished_ticket_never_changes_and_a_replaced_owner_writes_no_more(jou
     async def scenario():
         slow, taker = journals.open(), journals.open()
         await slow.renew_lease("slow", lease_s=0.2)
-        await slow.write([_entry("t1", "slow"), _entry("t2", "slow")], keep_finished_s=60)
+        await slow.write([_entry("t1", "slow"), _entry("t2", "slow")], keep_s=60)
         await asyncio.sleep(0.4)  # its lease lapsed, though it still runs
         await taker.renew_lease("taker", lease_s=30)
         assert {e.ticket for e in await taker.take_orphans("taker")} == {"t1", "t2"}
         # The slow owner's writes of tickets it lost are refused, and change nothing.
         running = _entry("t1", "slow", status="running", attempts=1)
-        assert await slow.write([running, _entry("t3", "slow")], keep_finished_s=60) == {"t1"}
+        assert await slow.write([running, _entry("t3", "slow")], keep_s=60) == {"t1"}
         assert (await taker.read(["t1"]))["t1"].status == "pending"
         # The first end written wins; a later one, even its owner's, is refused.
         first = _entry("t2", "taker", status="failed", finished_at=time.time(), error="first")
-        assert await taker.write([first], keep_finished_s=60) == set()
+        assert await taker.write([first], keep_s=60) == set()
         again = _entry("t2", "taker", status="failed", finished_at=time.time(), error="again")
-        assert await taker.write([again], keep_finished_s=60) == {"t2"}
+        assert await taker.write([again], keep_s=60) == {"t2"}
         assert (await slow.read(["t2"]))["t2"].error == "first"
         # A taker's own unfinished tickets it goes on writing.
-        assert await taker.write([_entry("t1", "taker", attempts=2)], keep_finished_s=60) == set()
+        assert await taker.write([_entry("t1", "taker", attempts=2)], keep_s=60) == set()
         await journals.close()
 
     asyncio.run(scenario())
