@@ -15,8 +15,9 @@ applications run side by side:
   in production), keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions
   idle for ``GUARDED_IDLE_S``.
 
-``multistage`` and ``saturated`` journal their tickets in SQLite files of their own (as
-``configs/local.yaml`` does, in ``state/``); the other two keep them in memory. A Redis
+``multistage``, ``saturated`` and ``guarded`` journal their tickets in SQLite files of
+their own (as ``configs/local.yaml`` does, in ``state/``); ``overloaded`` keeps them in
+memory. A Redis
 server of the session's own (``redis_server``) serves the modules that need one.
 All four write their JSON log files to ``serve_logs``; the node's metrics agent serves
 Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress, as
@@ -192,7 +193,8 @@ def _test_config(artifacts: Path, port: int, logs: Path, journals: Path) -> dict
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
     guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
     guarded["args"]["streams"] = {"idle_timeout_s": GUARDED_IDLE_S, "auth_timeout_s": 2}
-    guarded["args"]["journal"] = {"backend": "memory"}
+    # Journaled: a result past its TTL reads expired though the journal outlives it.
+    guarded["args"]["journal"]["path"] = str(journals / "guarded.sqlite")
 
     config["applications"] = [main, saturated, overloaded, guarded]
     return config

@@ -1,6 +1,8 @@
 """Finished tickets are released after the TTL, and the store's memory stays flat.
 
-The ``guarded`` app keeps results for ``GUARDED_TTL_S`` seconds.
+The ``guarded`` app keeps results for ``GUARDED_TTL_S`` seconds. Its journal (SQLite)
+keeps a finished entry for the ticket's whole life, longer: a released result reads
+expired all the same.
 """
 
 import time

@@ -22,7 +22,6 @@ from ops.local_cluster import kill, replica_actors, replica_ids
 APP = "replicated"
 PREFIX = f"/{APP}"
 LEASE_S = 1.5
-TTL_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def replicated(serve_url, service_config, artifacts, redeploy, redis_url):
     deployment_options(app, "Ingress")["num_replicas"] = 1
     deployment_options(app, "TicketStore")["num_replicas"] = 2
     use_slow_heavy_model(app, artifacts, max_batch_size=1)
-    app["args"]["ticket_policy"].update(records_per_call=1, result_ttl_s=TTL_S)
+    app["args"]["ticket_policy"]["records_per_call"] = 1
     app["args"]["journal"] = {
         "backend": "redis",
         "url": redis_url,
@@ -79,15 +78,6 @@ def test_tickets_spread_over_the_replicas_and_any_replica_reads_any(
     for view in views:
         for _ in range(3):
             assert http.get(f"{PREFIX}/v1/predictions/{view['ticket']}").json() == view
-
-
-def test_a_result_past_its_ttl_reads_expired_on_every_replica(replicated, http, serve_url, example):
-    (ticket,) = _post(serve_url, example, 1)
-    assert _ended(http, [ticket])[0]["status"] == "completed"
-    time.sleep(TTL_S + 0.5)
-    # Released from its holder's memory; the journal's entry outlives it, but reads expired.
-    reads = [http.get(f"{PREFIX}/v1/predictions/{ticket}") for _ in range(6)]
-    assert [(r.status_code, r.json()["status"]) for r in reads] == [(410, "expired")] * 6
 
 
 def test_a_killed_store_replica_loses_nothing_the_survivor_runs_its_tickets(
