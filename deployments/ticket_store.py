@@ -599,6 +599,7 @@ class TicketStore:
         if self._tickets.get(ticket.id) is ticket:
             del self._tickets[ticket.id]
             self._unwritten.pop(ticket.id, None)
+            self._ends_unwritten.discard(ticket.id)  # refused at once, say: never written
             if ticket.finished_at is None:
                 self._unfinished -= 1
 
