@@ -13,14 +13,21 @@ from multistage import paths
 from multistage.api import UNFINISHED
 
 
-def post_concurrently(base_url: str, path: str, body: dict, count: int) -> list[httpx.Response]:
-    """``count`` POSTs in flight at once, as many clients would send them."""
+def concurrently(
+    base_url: str, method: str, paths: list[str], body: dict | None = None
+) -> list[httpx.Response]:
+    """One request per path, all in flight at once, as many clients would send them."""
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-            return await asyncio.gather(*(client.post(path, json=body) for _ in range(count)))
+            return await asyncio.gather(*(client.request(method, p, json=body) for p in paths))
 
     return asyncio.run(burst())
+
+
+def post_concurrently(base_url: str, path: str, body: dict, count: int) -> list[httpx.Response]:
+    """``count`` POSTs in flight at once."""
+    return concurrently(base_url, "POST", [path] * count, body)
 
 
 def wait_until_ended(http: httpx.Client, url: str, timeout_s: float = 90) -> httpx.Response:

@@ -6,16 +6,14 @@ An app of this module's own (``replicated``) runs the saturated app's slow stage
 (one photo per call), so work is still queued when something dies under it.
 """
 
-import asyncio
 import copy
 import json
 import time
 
-import httpx
 import pytest
 import redis
 from conftest import deployment_options, use_slow_heavy_model
-from support import post_concurrently, wait_until_ended
+from support import concurrently, post_concurrently, wait_until_ended
 
 from ops.local_cluster import kill, replica_actors, replica_ids
 
@@ -123,7 +121,7 @@ def test_cancel_reaches_a_ticket_whichever_replica_holds_it(replicated, http, se
     queues = [_unfinished_entries(replicated, replica) for replica in _store_replicas()]
     longest = sorted(max(queues, key=len), key=lambda entry: entry["submitted_at"])
     targets = [entry["ticket"] for entry in longest[-20:]]
-    answers = _delete_concurrently(serve_url, targets)
+    answers = concurrently(serve_url, "DELETE", [f"{PREFIX}/v1/predictions/{t}" for t in targets])
     ends = [v["status"] for v in _ended(http, targets)]
     for answer, end in zip(answers, ends, strict=True):
         # A cancel answered is a cancel kept; one refused had ended otherwise.
@@ -139,13 +137,3 @@ def _unfinished_entries(journal: redis.Redis, replica: str) -> list[dict]:
     tickets = [t.decode() for t in journal.smembers(f"{APP}:u:{replica}")]
     values = journal.mget([f"{APP}:t:{t}" for t in tickets]) if tickets else []
     return [json.loads(v) for v in values if v is not None]
-
-
-def _delete_concurrently(serve_url: str, tickets: list[str]) -> list[httpx.Response]:
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=serve_url, timeout=30) as client:
-            return await asyncio.gather(
-                *(client.delete(f"{PREFIX}/v1/predictions/{t}") for t in tickets)
-            )
-
-    return asyncio.run(burst())
