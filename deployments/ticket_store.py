@@ -554,7 +554,7 @@ class TicketStore:
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
                 logger.warning("the ticket journal did not take a write: %s", _reason(error))
                 for ticket in taken:
-                    self._forget(ticket)
+                    self._let_go(ticket)
                     batch.pop(ticket.id, None)
                 self._unwritten = batch | self._unwritten  # later changes win
                 written.set_result(False)
@@ -568,40 +568,34 @@ class TicketStore:
     def _written_down(self, batch: dict[str, JournalEntry], refused: set[str]) -> None:
         """Show the ends the journal now holds; give up the tickets it said are not ours."""
         for ticket_id in refused:
-            self._disown(ticket_id)
+            logger.warning(
+                "the ticket journal holds a ticket as another replica's; gave it up",
+                extra={"ticket": ticket_id},
+            )
+            self._ends_unwritten.discard(ticket_id)  # released meanwhile, it may be held no more
+            if (ticket := self._tickets.get(ticket_id)) is not None:
+                self._let_go(ticket)
         for entry in batch.values():
             if entry.finished and entry.ticket not in refused:
                 self._ends_unwritten.discard(entry.ticket)
                 self._wake(entry.ticket)
 
-    def _disown(self, ticket_id: str) -> None:
-        """Drop a ticket the journal refused: another replica took it over (this one was
-        thought gone), or ended it first. Its reads are answered from the journal now, and
-        this replica's run of it, if any, stops."""
-        ticket = self._tickets.pop(ticket_id, None)
-        self._ends_unwritten.discard(ticket_id)
-        self._unwritten.pop(ticket_id, None)
-        if ticket is not None and ticket.finished_at is None:
+    def _let_go(self, ticket: _Ticket) -> None:
+        """Drop a ticket this replica will not run: taken but never written (its sender
+        sends it again, maybe to another replica), or refused by the journal (another
+        replica took it over, this one thought gone, or ended it first). Its reads are
+        answered from the journal or its id from now on; its run here, if any, stops."""
+        if self._tickets.get(ticket.id) is ticket:
+            del self._tickets[ticket.id]
+            self._unwritten.pop(ticket.id, None)
+            self._ends_unwritten.discard(ticket.id)
+        if ticket.finished_at is None:
             ticket.finished_at = time.time()  # every path skips it from now on
             self._unfinished -= 1
             call = ticket.call
             if call is not None and all(t.finished_at is not None for t in call.tickets):
                 call.task.cancel()
-        self._wake(ticket_id)
-        logger.warning(
-            "the ticket journal holds a ticket as another replica's; gave it up",
-            extra={"ticket": ticket_id},
-        )
-
-    def _forget(self, ticket: _Ticket) -> None:
-        """Drop a ticket taken but never written: its submission was not acknowledged, so
-        it is sent again, and whichever replica takes it then is its only runner."""
-        if self._tickets.get(ticket.id) is ticket:
-            del self._tickets[ticket.id]
-            self._unwritten.pop(ticket.id, None)
-            self._ends_unwritten.discard(ticket.id)  # refused at once, say: never written
-            if ticket.finished_at is None:
-                self._unfinished -= 1
+        self._wake(ticket.id)
 
     async def _keep_lease_forever(self) -> None:
         """Renew this replica's lease and take the tickets of owners whose lease lapsed."""

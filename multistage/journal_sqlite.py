@@ -122,16 +122,11 @@ class SqliteJournal:
     def _refused(self, db: sqlite3.Connection, rows: list[tuple]) -> set[str]:
         """Those of the rows' tickets that are finished, or held by another owner."""
         owners = {row[0]: row[1] for row in rows}
-        marks = ",".join("?" * len(owners))
-        query = f"SELECT id, owner, finished FROM tickets WHERE id IN ({marks})"  # noqa: S608 - marks only
-        held = db.execute(query, list(owners)).fetchall()
+        held = _tickets_by_id(db, "id, owner, finished", list(owners))
         return {ticket for ticket, owner, finished in held if finished or owner != owners[ticket]}
 
     def _select(self, ticket_ids: list[str]) -> list[tuple]:
-        db = self._connection()
-        marks = ",".join("?" * len(ticket_ids))
-        query = f"SELECT id, owner, entry FROM tickets WHERE id IN ({marks})"  # noqa: S608 - marks only
-        return db.execute(query, ticket_ids).fetchall()
+        return _tickets_by_id(self._connection(), "id, owner, entry", ticket_ids)
 
     def _renew(self, owner: str, expires_at: float) -> None:
         db = self._connection()
@@ -158,6 +153,12 @@ class SqliteJournal:
             query = "DELETE FROM cancels WHERE owner = ? RETURNING id"
             return db.execute(query, (owner,)).fetchall()
         return []
+
+
+def _tickets_by_id(db: sqlite3.Connection, columns: str, ticket_ids: list[str]) -> list[tuple]:
+    marks = ",".join("?" * len(ticket_ids))
+    query = f"SELECT {columns} FROM tickets WHERE id IN ({marks})"  # noqa: S608 - ours and marks only
+    return db.execute(query, ticket_ids).fetchall()
 
 
 def _check_layout(db: sqlite3.Connection, path: Path) -> None:
