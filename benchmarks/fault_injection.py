@@ -271,7 +271,7 @@ async def _read_once(client: httpx.AsyncClient, ticket: str) -> dict | None:
 def tally(run: Run) -> dict:
     views = run.views
     statuses = Counter(view["status"] for view in views)
-    failed = Counter(view["error"].split(":")[0] for view in views if view["status"] == "failed")
+    failed = Counter(view["error"]["error"] for view in views if view["status"] == "failed")
     after_fault = [
         _epoch(view["finished_at"]) - run.fault_at
         for view in views

@@ -21,9 +21,11 @@ import torch
 from pydantic import BaseModel, Field
 from ray import serve
 
-from multistage.api import ModelInfo, Prediction
+from multistage import ticket_errors
+from multistage.api import ErrorBody, ModelInfo, Prediction
 from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
-from multistage.deadline import DeadlinePassed, has_passed
+from multistage.deadline import has_passed
+from multistage.errors import MultistageError
 from multistage.model_io import heavy_inputs, load_heavy_module
 from multistage.records import Record
 from multistage.schema import RecordSchema
@@ -32,8 +34,18 @@ Precision = Literal["auto", "fp32", "fp16", "bf16"]
 logger = logging.getLogger("ray.serve")
 
 
-class NonFiniteOutput(ValueError):
-    """The model's answer for a record was NaN or infinite: a failure, not a prediction."""
+# A record's outcome: its prediction, or why it has none. Plain data, never an exception:
+# an outcome crosses to the ticket store in a list with its call-mates' (one that could not
+# be unpickled there would lose them all), and a ticket's error is shown to its client.
+Outcome = Prediction | ErrorBody
+
+
+class StageTwoError(MultistageError):
+    """Stage two gave a record no prediction (``predict``, one record per call)."""
+
+    def __init__(self, error: ErrorBody) -> None:
+        super().__init__(f"{error.error}: {error.message}")
+        self.error = error
 
 
 class BatchingConfig(BaseModel):
@@ -74,8 +86,8 @@ class HeavyModel:
         # The first forward pass pays for lazy initialisation; pay it before serving.
         # A module that breaks the input contract fails here, not on the first request.
         warmup = self._predict_batch([_blank_record(schema)])[0]
-        if isinstance(warmup, Exception):
-            raise warmup
+        if isinstance(warmup, ErrorBody):
+            raise StageTwoError(warmup)
         if yield_cpu and self._device.type == "cpu":
             _lowest_cpu_priority()
 
@@ -93,10 +105,11 @@ class HeavyModel:
         return {RECORDS_METRIC: self._records_held, BUSY_METRIC: busy}
 
     async def predict(self, record: Record, deadline: float | None = None) -> Prediction:
-        """Stage two for one record; raises ``DeadlinePassed`` rather than start late."""
+        """Stage two for one record; raises ``StageTwoError`` rather than start late, or
+        when the model fails on it."""
         (outcome,) = await self._held([record], [deadline])
-        if isinstance(outcome, Exception):
-            raise outcome
+        if isinstance(outcome, ErrorBody):
+            raise StageTwoError(outcome)
         return outcome
 
     async def predict_many(
@@ -104,7 +117,7 @@ class HeavyModel:
         records: list[Record],
         deadlines: list[float | None],
         tickets: list[str] | None = None,
-    ) -> list[Prediction | Exception]:
+    ) -> list[Outcome]:
         """Stage two for many records in one call: each outcome a prediction or its failure.
 
         The records join the replica's batches one by one, with those of other calls.
@@ -116,15 +129,13 @@ class HeavyModel:
             "stage two call done",
             extra={
                 "tickets": tickets,
-                "failed": sum(isinstance(o, Exception) for o in outcomes),
+                "failed": sum(isinstance(o, ErrorBody) for o in outcomes),
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
             },
         )
         return outcomes
 
-    async def _held(
-        self, records: list[Record], deadlines: list[float | None]
-    ) -> list[Prediction | Exception]:
+    async def _held(self, records: list[Record], deadlines: list[float | None]) -> list[Outcome]:
         """Each record through the batches, counted as held until its outcome is in."""
         self._records_held += len(records)
         try:
@@ -135,10 +146,10 @@ class HeavyModel:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _predict_batched(
         self, records: list[Record], deadlines: list[float | None]
-    ) -> list[Prediction | Exception]:
+    ) -> list[Outcome]:
         # A record may have waited in this replica's queue past its deadline: skip it.
         live = [i for i, deadline in enumerate(deadlines) if not has_passed(deadline)]
-        outcomes: list[Prediction | Exception] = [DeadlinePassed() for _ in records]
+        outcomes: list[Outcome] = [ticket_errors.deadline_passed() for _ in records]
         if live:
             # In a thread: torch releases the GIL, so the loop keeps filling the next batch.
             started = time.monotonic()
@@ -150,17 +161,18 @@ class HeavyModel:
                 outcomes[i] = prediction
         return outcomes
 
-    def _predict_isolating_failures(self, records: list[Record]) -> list[Prediction | Exception]:
+    def _predict_isolating_failures(self, records: list[Record]) -> list[Outcome]:
         try:
             return self._predict_batch(records)
-        except Exception as error:  # noqa: BLE001 - the failure belongs to its record(s)
+        except Exception:  # noqa: BLE001 - the failure belongs to its record(s)
             if len(records) == 1:
-                return [error]
+                logger.warning("stage two's model failed on a record", exc_info=True)
+                return [ticket_errors.model_failed()]
             # One bad record must not fail its batch-mates: run each on its own.
             return [self._predict_isolating_failures([r])[0] for r in records]
 
     @torch.inference_mode()
-    def _predict_batch(self, records: list[Record]) -> list[Prediction | Exception]:
+    def _predict_batch(self, records: list[Record]) -> list[Outcome]:
         started = time.perf_counter()
         features = np.stack([r.features for r in records])
         images = np.stack([r.image for r in records]) if self._schema.image else None
@@ -180,7 +192,7 @@ class HeavyModel:
                 modalities=self._schema.modalities,
             )
             if np.isfinite(p).all()
-            else NonFiniteOutput("the model produced non-finite scores for this record")
+            else ticket_errors.non_finite_output()
             for p in probabilities
         ]
 

@@ -59,7 +59,7 @@ from multistage.sse import HEARTBEAT, event_stream, sse_event
 from multistage.stage_one import StageOneModel
 from multistage.store_client import TicketStoreClient
 from multistage.stream_session import SessionServices, serve_session
-from multistage.submissions import SubmissionQueue
+from multistage.submissions import Refusal, SubmissionQueue
 from multistage.ticket_ids import TicketIds
 from multistage.ticket_watch import TicketWatcher
 from multistage.wire import Submission
@@ -216,7 +216,7 @@ class Ingress:
         scope = websocket.scope
 
         def answer(
-            record: Record, started: float, deadline: float | None, refusal: str | None
+            record: Record, started: float, deadline: float | None, refusal: Refusal | None
         ) -> PredictResponse:
             return self._answer([record], started, deadline, scope, refusal)[0]
 
@@ -279,11 +279,11 @@ class Ingress:
         started: float,
         deadline: float | None,
         scope: dict,
-        session_full: str | None = None,
+        refusal: Refusal | None = None,
     ) -> list[PredictResponse]:
         """Stage one for the records, one vectorised call, and a ticket each if stage two
-        takes them (a stream session past its bound, ``session_full``, takes none): the
-        path every predict endpoint and stream session shares."""
+        takes them (a stream session past its bound gives its ``refusal``: none is taken):
+        the path every predict endpoint and stream session shares."""
         predictions = self._stage_one.predict(np.stack([r.features for r in records]))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         root = scope.get("root_path", "")
@@ -292,12 +292,7 @@ class Ingress:
         for record, prediction in zip(records, predictions, strict=True):
             prediction.latency_ms = latency_ms
             self._metrics.stage_one_answered(latency_ms)
-            if session_full is not None:
-                self._metrics.rejected("session_full")
-                status = StageTwoStatus(status="rejected", error=session_full)
-                answers.append(PredictResponse(ticket=None, stage_one=prediction, stage_two=status))
-            else:
-                answers.append(self._issue(record, prediction, deadline, root, request_id))
+            answers.append(self._issue(record, prediction, deadline, root, request_id, refusal))
         return answers
 
     def _issue(
@@ -307,17 +302,17 @@ class Ingress:
         deadline: float | None,
         root: str,
         request_id: str,
+        refusal: Refusal | None,
     ) -> PredictResponse:
         """A ticket for the record's stage two, or the reason stage two refuses it.
 
         No log line here: it cost stage one about a tenth of its CPU. The store's lines
         for the ticket name the HTTP request that issued it.
         """
-        refusal = self._submissions.refusal()
+        refusal = refusal or self._submissions.refusal()
         if refusal is not None:
-            reason = "stage_two_full" if refusal.status == "rejected" else "stage_two_unavailable"
-            self._metrics.rejected(reason)
-            status = StageTwoStatus(status=refusal.status, error=refusal.reason)
+            self._metrics.rejected(refusal.error.error)
+            status = StageTwoStatus(status=refusal.status, error=refusal.error)
             return PredictResponse(ticket=None, stage_one=prediction, stage_two=status)
         issued_at = time.time()
         ticket = self._ids.issue(issued_at)

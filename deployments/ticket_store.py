@@ -45,9 +45,11 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage.api import Prediction, TicketStatus, TicketView
+from multistage import ticket_errors
+from multistage.api import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
 from multistage.deadline import DeadlinePassed, seconds_left
+from multistage.errors import MultistageError
 from multistage.handles import object_ref_once_accepted
 from multistage.journal import (
     JournalArgs,
@@ -70,7 +72,7 @@ _PEER_CANCEL_WAIT_S = 5 * _PEER_POLL_S
 logger = logging.getLogger("ray.serve")
 
 
-class JournalUnavailable(RuntimeError):
+class JournalUnavailable(MultistageError):
     """The journal did not take a write: the submissions' sender tries again."""
 
 
@@ -96,7 +98,7 @@ class _Ticket:
     # one is this ticket's.
     ref: ray.ObjectRef | None = None
     index: int = 0
-    error: str | None = None
+    error: ErrorBody | None = None
     call: _Call | None = None  # set once dispatched
 
 
@@ -250,12 +252,11 @@ class TicketStore:
             # On its way here: its submission will find it canceled, and be dropped.
             ticket = self._record(ticket_id, None, None, self._ids.issued_at(ticket_id), None)
             self._unfinished += 1
-            self._finish(ticket, "canceled", unstarted_reason)
+            self._finish(ticket, "canceled", ticket_errors.canceled(unstarted_reason))
         elif ticket.finished_at is None:
             started = ticket.status == "running"
-            self._finish(
-                ticket, "canceled", "canceled by the client" if started else unstarted_reason
-            )
+            why = "canceled by the client" if started else unstarted_reason
+            self._finish(ticket, "canceled", ticket_errors.canceled(why))
             call = ticket.call
             if call is not None and all(t.finished_at is not None for t in call.tickets):
                 call.task.cancel()  # no one is left waiting for this call
@@ -291,7 +292,7 @@ class TicketStore:
             # Admitted by an ingress replica's estimate, refused here, where it is exact.
             self._metrics.rejected("stage_two_full")
             limit = self._policy.max_unfinished
-            self._finish(ticket, "rejected", f"stage two had {limit} unfinished tickets, its limit")
+            self._finish(ticket, "rejected", ticket_errors.stage_two_full(limit))
         if self._journal_args.durable:
             self._taken_unwritten.append(ticket)
         elif ticket.finished_at is None:
@@ -399,24 +400,25 @@ class TicketStore:
             await asyncio.wait_for(self._attempt_until_settled(call), seconds_left(timeout_at))
             return
         except asyncio.TimeoutError:
-            status, error = "failed", f"stage two did not end within {self._policy.timeout_s:g} s"
+            status, error = "failed", ticket_errors.timed_out(self._policy.timeout_s)
         except asyncio.CancelledError:
-            status, error = "canceled", "canceled by the client"
-        except Exception as failure:  # noqa: BLE001 - any failure ends the ticket, with its reason
-            status, error = "failed", _reason(failure)
+            status, error = "canceled", ticket_errors.canceled("canceled by the client")
+        except Exception:  # noqa: BLE001 - any failure ends the ticket; its cause goes to the log
+            logger.exception(
+                "stage two failed for a call", extra={"tickets": [t.id for t in call.tickets]}
+            )
+            status, error = "failed", ticket_errors.stage_two_error()
         self._finish_unfinished(call.tickets, status, error)
 
     async def _attempt_until_settled(self, call: _Call) -> None:
         """Call stage two, again when a heavy replica dies under the call (not when the model
         fails: that answer would be the same). Attempts count per ticket: a ticket taken
         from a store replica that is gone brings the attempts made there."""
-        died = "a ticket store replica that ran it was lost"
         while True:
             tickets = [t for t in call.tickets if t.finished_at is None]
-            spent = [t for t in tickets if t.attempts >= self._policy.max_attempts]
             attempts = self._policy.max_attempts
-            error = f"stage two was attempted {attempts} times, the last lost: {died}"
-            self._finish_unfinished(spent, "failed", error)
+            spent = [t for t in tickets if t.attempts >= attempts]
+            self._finish_unfinished(spent, "failed", ticket_errors.replica_lost(attempts))
             tickets = [t for t in tickets if t.attempts < attempts]
             if not tickets:
                 return
@@ -437,14 +439,13 @@ class TicketStore:
             except asyncio.CancelledError:
                 response.cancel()
                 raise
-            except DeadlinePassed as error:
-                self._finish_unfinished(tickets, "expired", str(error))
+            except DeadlinePassed:
+                self._finish_unfinished(tickets, "expired", ticket_errors.deadline_passed())
                 return
             except RayActorError as error:
-                died = _reason(error)
                 logger.warning(
                     "stage two's replica died under a call; trying again",
-                    extra={"tickets": [t.id for t in tickets], "error": died},
+                    extra={"tickets": [t.id for t in tickets], "error": _reason(error)},
                 )
                 for ticket in tickets:
                     ticket.status = "pending"
@@ -458,7 +459,7 @@ class TicketStore:
             return
 
     def _finish_unfinished(
-        self, tickets: list[_Ticket], status: TicketStatus, error: str | None
+        self, tickets: list[_Ticket], status: TicketStatus, error: ErrorBody | None
     ) -> None:
         for ticket in tickets:
             if ticket.finished_at is None:
@@ -468,7 +469,7 @@ class TicketStore:
         self,
         ticket: _Ticket,
         status: TicketStatus,
-        error: str | None,
+        error: ErrorBody | None,
         result: Prediction | None = None,
     ) -> None:
         ticket.status, ticket.error = status, error
@@ -489,7 +490,7 @@ class TicketStore:
                 "ticket": ticket.id,
                 "http_request_id": ticket.request_id,
                 "status": status,
-                "error": error,
+                "error": error and error.error,
                 "time_to_result_ms": round(time_to_result_ms, 3),
             },
         )
@@ -764,14 +765,13 @@ def _unfinished_view(ticket: _Ticket) -> TicketView:
 
 
 def _ending(
-    outcome: Prediction | Exception,
-) -> tuple[TicketStatus, str | None, Prediction | None]:
+    outcome: Prediction | ErrorBody,
+) -> tuple[TicketStatus, ErrorBody | None, Prediction | None]:
     """How a ticket ends, given its record's outcome from the heavy model."""
-    if isinstance(outcome, DeadlinePassed):
-        return "expired", str(outcome), None
-    if isinstance(outcome, Exception):
-        return "failed", _reason(outcome), None
-    return "completed", None, outcome
+    if isinstance(outcome, Prediction):
+        return "completed", None, outcome
+    expired = outcome.error == ticket_errors.DEADLINE_PASSED
+    return ("expired" if expired else "failed"), outcome, None
 
 
 def _latest(deadlines: list[float | None]) -> float | None:
@@ -780,6 +780,6 @@ def _latest(deadlines: list[float | None]) -> float | None:
 
 
 def _reason(error: Exception) -> str:
-    """One line saying why stage two failed, without a remote traceback."""
+    """One line for the log saying what failed, without a remote traceback."""
     cause = error.cause if isinstance(error, RayTaskError) else error
     return f"{type(cause).__name__}: {cause}"[:500]

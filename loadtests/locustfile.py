@@ -145,7 +145,7 @@ class ServiceUser(FastHttpUser):
             if view["status"] not in UNFINISHED:
                 break
         if view["status"] != "completed":
-            self._stage_two_failed(sent, f"{view['status']}: {view.get('error')}")
+            self._stage_two_failed(sent, f"{view['status']}: {_error_code(view)}")
             return
         _fire_time_to_result(self.environment, sent, None)
         SCORE.stage_two_results += 1
@@ -263,7 +263,7 @@ class StreamSessionUser(FixedRate, User):
                 SCORE.revised += result != stage_one
             else:
                 SCORE.stage_two_failed += 1
-                reason = f"{kind}: {message['stage_two'].get('error')}"
+                reason = f"{kind}: {_error_code(message['stage_two'])}"
                 _fire_time_to_result(self.environment, sent, RuntimeError(reason))
 
     def _stage_one(self, message: dict, sent: float, label: str) -> None:
@@ -293,6 +293,11 @@ def _fire_time_to_result(environment, sent: float, exception: Exception | None) 
         exception=exception,
         context={},
     )
+
+
+def _error_code(stage_two: dict) -> str | None:
+    """The stable code of why a ticket (or a refused record) has no stage two."""
+    return (stage_two.get("error") or {}).get("error")
 
 
 @events.report_to_master.add_listener

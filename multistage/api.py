@@ -91,6 +91,19 @@ class Prediction(BaseModel):
         )
 
 
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ERROR_EXAMPLE]})
+
+    error: str = Field(description="A stable error code, e.g. 'invalid_record'.")
+    message: str
+    errors: list[FieldProblem] = []
+
+
 class StageTwoStatus(BaseModel):
     status: Literal["pending", "rejected", "unavailable"] = Field(
         description=(
@@ -100,7 +113,11 @@ class StageTwoStatus(BaseModel):
         )
     )
     url: str | None = Field(None, description="Where to fetch stage two: GET it, with ?wait=S.")
-    error: str | None = None
+    error: ErrorBody | None = Field(
+        None,
+        description="Why no ticket was issued: stage_two_full, stage_two_unavailable or "
+        "session_full.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -129,20 +146,14 @@ class TicketView(BaseModel):
     finished_at: datetime | None = None
     attempts: int = Field(0, description="Calls made to stage two (a replica's death retries).")
     result: Prediction | None = None
-    error: str | None = Field(None, description="Why it did not complete.")
-
-
-class FieldProblem(BaseModel):
-    field: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_ERROR_EXAMPLE]})
-
-    error: str = Field(description="A stable error code, e.g. 'invalid_record'.")
-    message: str
-    errors: list[FieldProblem] = []
+    error: ErrorBody | None = Field(
+        None,
+        description=(
+            "Why it did not complete, by code: deadline_passed, result_expired (expired); "
+            "model_failed, non_finite_output, timed_out, replica_lost, stage_two_error "
+            "(failed); canceled; stage_two_full (rejected); ticket_lost (lost)."
+        ),
+    )
 
 
 class BatchItem(BaseModel):

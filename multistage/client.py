@@ -32,6 +32,7 @@ from httpx_sse import SSEError, aconnect_sse
 
 from multistage import paths
 from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatus, TicketView
+from multistage.errors import MultistageError
 from multistage.stream_client import StreamMessage, StreamSession
 from multistage.stream_protocol import SessionSettings
 
@@ -41,7 +42,7 @@ _READ_RETRIED_STATUSES = (500, 502, 504)
 _LONG_POLL_S = 30.0
 
 
-class ServiceError(Exception):
+class ServiceError(MultistageError):
     """The service answered with an error (after retries, for 503 and 429)."""
 
     def __init__(self, status: int, body: ErrorBody, retry_after_s: float | None = None):
@@ -51,14 +52,16 @@ class ServiceError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class StageTwoFailed(Exception):
-    """Stage two ended without a result (or could not take the request)."""
+class StageTwoFailed(MultistageError):
+    """Stage two ended without a result (or could not take the request): ``error`` says
+    why, by a stable code (``error.error``) and a message."""
 
-    def __init__(self, ticket: str | None, status: str, reason: str | None):
-        super().__init__(f"stage two for ticket {ticket} ended {status}: {reason}")
+    def __init__(self, ticket: str | None, status: str, error: ErrorBody | None):
+        why = f"{error.error}: {error.message}" if error else status
+        super().__init__(f"stage two for ticket {ticket} ended {status}: {why}")
         self.ticket = ticket
         self.status = status
-        self.reason = reason
+        self.error = error
 
 
 @dataclass

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 
+from multistage.errors import MultistageError
 
-class DeadlinePassed(Exception):
+
+class DeadlinePassed(MultistageError):
     """Stage two could not start before the request's deadline."""
 
     def __init__(self) -> None:

@@ -10,18 +10,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from multistage.api import ErrorBody, FieldProblem
+from multistage.errors import MultistageError
 from multistage.records import InvalidRecord
 
 logger = logging.getLogger("ray.serve")
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(MultistageError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds {limit} bytes")
         self.limit = limit
 
 
-class RetryLater(Exception):
+class RetryLater(MultistageError):
     """A 503 the client should retry after ``retry_after_s`` (sent as Retry-After)."""
 
     code = "unavailable"
@@ -49,7 +50,7 @@ class TicketStoreUnavailable(RetryLater):
         super().__init__("the ticket store did not answer in time; retry after Retry-After")
 
 
-class UnknownTicket(Exception):
+class UnknownTicket(MultistageError):
     def __init__(self, ticket: str) -> None:
         super().__init__(f"no ticket {ticket!r} was ever issued")
 

@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
-from multistage.api import Prediction, TicketStatus
+from multistage.api import ErrorBody, Prediction, TicketStatus
 from multistage.records import Record
 
 
@@ -74,7 +74,7 @@ class JournalEntry(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
-    error: str | None = None
+    error: ErrorBody | None = None
     deadline: float | None = None
     stage_one_label: str | None = None
     request_id: str = ""

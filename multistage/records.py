@@ -23,6 +23,7 @@ import pydantic
 from PIL import Image, UnidentifiedImageError
 from tokenizers import Tokenizer
 
+from multistage.errors import MultistageError
 from multistage.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
 
 
@@ -32,7 +33,7 @@ class FieldError:
     message: str
 
 
-class InvalidRecord(Exception):
+class InvalidRecord(MultistageError):
     """The body is not a valid record. ``malformed`` means it was not even JSON."""
 
     def __init__(self, errors: list[FieldError], malformed: bool = False) -> None:

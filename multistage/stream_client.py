@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import websockets
 
 from multistage import paths
+from multistage.errors import MultistageError
 from multistage.stream_protocol import (
     CLOSE_BAD_SETTINGS,
     CLOSE_UNAUTHORIZED,
@@ -38,7 +39,7 @@ StreamMessage = StageOneMessage | StageTwoMessage | ErrorMessage
 _FATAL_CLOSES = (CLOSE_UNAUTHORIZED, CLOSE_BAD_SETTINGS)
 
 
-class StreamRefused(Exception):
+class StreamRefused(MultistageError):
     """The service closed the session for good (unauthorized, or its settings refused)."""
 
     def __init__(self, code: int, reason: str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from multistage.api import FieldProblem, PredictResponse, TicketView
+from multistage.api import ErrorBody, FieldProblem, PredictResponse, TicketView
 from multistage.auth import offered_key
 from multistage.config import StreamLimits
 from multistage.records import InvalidRecord, Record
@@ -43,6 +43,7 @@ from multistage.stream_protocol import (
     StageOneMessage,
     StageTwoMessage,
 )
+from multistage.submissions import Refusal
 
 # How long one wait for a ticket lasts before it is asked again (the watcher's calls are
 # shared and short whatever this is).
@@ -64,7 +65,7 @@ class SessionServices:
     overloaded: Callable[[], bool]
     # Stage one for the record, taken at ``started``, and its ticket; given a refusal,
     # stage one only, with stage two 'rejected' for that reason.
-    answer: Callable[[Record, float, float | None, str | None], PredictResponse]
+    answer: Callable[[Record, float, float | None, Refusal | None], PredictResponse]
     issued: Callable[[str], bool]
     # The ticket's view once it has ended, None if not within the timeout.
     ended: Callable[[str, float], Awaitable[TicketView | None]]
@@ -202,10 +203,11 @@ class StreamSession:
             return
         refusal = None
         if len(self._unfinished) >= self.max_unfinished:
-            refusal = (
+            message = (
                 f"this session has {self.max_unfinished} records whose stage two has not "
                 "ended, its limit (max_unfinished)"
             )
+            refusal = Refusal("rejected", ErrorBody(error="session_full", message=message))
         answer = self._services.answer(record, started, time.time() + self.deadline_s, refusal)
         self._send(StageOneMessage(seq=seq, **dict(answer)))
         if answer.ticket is None:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from multistage.admission import AdmissionGate
+from multistage.api import ErrorBody
 from multistage.wire import StoreLoad, Submission
 
 logger = logging.getLogger("ray.serve")
@@ -34,7 +35,7 @@ class Refusal:
     """Why stage two does not take a record: no ticket is issued."""
 
     status: str  # 'rejected' or 'unavailable', as the API reports it
-    reason: str
+    error: ErrorBody  # its code also labels the rejection metric
 
 
 class SubmissionQueue:
@@ -64,13 +65,13 @@ class SubmissionQueue:
     def refusal(self) -> Refusal | None:
         """Whether a new record's stage two is refused, and why; None: issue its ticket."""
         if len(self._unsent) >= self._max_unsent:
-            return Refusal(
-                "unavailable",
-                f"the ticket store has not taken this replica's last {self._max_unsent} "
-                "submissions",
+            message = (
+                f"the ticket store has not taken this replica's last {self._max_unsent} submissions"
             )
+            return Refusal("unavailable", ErrorBody(error="stage_two_unavailable", message=message))
         if not self.gate.admits(self.unacknowledged):
-            return Refusal("rejected", "stage two is at its limit of unfinished tickets")
+            message = "stage two is at its limit of unfinished tickets"
+            return Refusal("rejected", ErrorBody(error="stage_two_full", message=message))
         return None
 
     def put(self, submission: Submission, issued_at: float) -> None:

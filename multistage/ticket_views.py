@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from multistage import ticket_errors
 from multistage.api import TicketView
 
 
@@ -17,7 +18,7 @@ def lost_view(ticket: str, issued_at: float, why: str) -> TicketView:
         ticket=ticket,
         status="lost",
         submitted_at=utc(issued_at),
-        error=f"{why}; stage two's work for this ticket is lost: submit it again",
+        error=ticket_errors.ticket_lost(why),
     )
 
 
@@ -26,7 +27,7 @@ def released_view(ticket: str, issued_at: float) -> TicketView:
         ticket=ticket,
         status="expired",
         submitted_at=utc(issued_at),
-        error="its result was released after the TTL",
+        error=ticket_errors.result_expired(),
     )
 
 

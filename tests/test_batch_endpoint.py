@@ -45,7 +45,7 @@ def test_a_record_the_model_fails_on_fails_alone(http, example):
     results = http.post("/v1/predict/batch", json={"records": records}).json()["results"]
     views = [http.get(r["stage_two"]["url"], params={"wait": 20}).json() for r in results]
     assert [v["status"] for v in views] == ["completed", "failed", "completed"]
-    assert "non-finite" in views[1]["error"]
+    assert views[1]["error"]["error"] == "non_finite_output"
 
 
 @pytest.mark.parametrize(

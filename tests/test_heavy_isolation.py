@@ -1,19 +1,22 @@
-"""One record the model raises on fails alone; its batch-mates still get predictions.
+"""One record the model raises on, or whose deadline passed, fails alone; its batch- and
+call-mates still get predictions.
 
 No demo model raises on demand, so this test deploys the heavy deployment beside the
 session's apps with a module that refuses records with an absurd first feature.
 """
 
 import copy
+import time
 
 import numpy as np
+import pytest
 import torch
 from ray import serve
 from ray.serve import Application
 
 from demo.net import build_model
-from deployments.heavy import HeavyModel
-from multistage.api import ModelInfo
+from deployments.heavy import HeavyModel, StageTwoError
+from multistage.api import ErrorBody, ModelInfo, Prediction
 from multistage.records import Record
 from multistage.schema import RecordSchema
 
@@ -62,10 +65,9 @@ def _predict_together(records: list[Record]) -> list:
     return outcomes
 
 
-def test_a_record_the_model_raises_on_fails_alone(
-    schema, artifacts, service_config, redeploy, tmp_path
-):
-    weights = tmp_path / "refuses.pt"
+@pytest.fixture(scope="module")
+def isolation_app(schema, artifacts, service_config, redeploy, tmp_path_factory):
+    weights = tmp_path_factory.mktemp("isolation") / "refuses.pt"
     torch.save(RefusesAbsurdRecords(schema).state_dict(), weights)
     config = copy.deepcopy(service_config)
     config["applications"].append(
@@ -86,16 +88,31 @@ def test_a_record_the_model_raises_on_fails_alone(
         }
     )
     redeploy(config)
-    try:
-        together = _predict_together([_record(schema, 40.0), _record(schema, 90.0)])
-        assert [p.batch_size for p in together] == [2, 2]  # sent together, batched together
+    yield
+    redeploy(service_config)
 
-        good, bad, also_good = _predict_together(
-            [_record(schema, 40.0), _record(schema, 1e9), _record(schema, 90.0)]
-        )
-        assert isinstance(bad, ValueError) and "absurd" in str(bad)
-        # The batch of three raised; each record was then run on its own.
-        assert (good.batch_size, also_good.batch_size) == (1, 1)
-        assert good.scores == together[0].scores
-    finally:
-        redeploy(service_config)
+
+def test_a_record_the_model_raises_on_fails_alone(schema, isolation_app):
+    together = _predict_together([_record(schema, 40.0), _record(schema, 90.0)])
+    assert [p.batch_size for p in together] == [2, 2]  # sent together, batched together
+
+    good, bad, also_good = _predict_together(
+        [_record(schema, 40.0), _record(schema, 1e9), _record(schema, 90.0)]
+    )
+    # Its error a code and a message: the model's exception stays in the replica's log.
+    assert isinstance(bad, StageTwoError) and bad.error.error == "model_failed"
+    # The batch of three raised; each record was then run on its own.
+    assert (good.batch_size, also_good.batch_size) == (1, 1)
+    assert good.scores == together[0].scores
+
+
+def test_a_passed_deadline_in_a_call_fails_none_of_its_call_mates(schema, isolation_app):
+    handle = serve.get_deployment_handle("HeavyModel", app_name=APP)
+    records = [_record(schema, 40.0), _record(schema, 60.0), _record(schema, 90.0)]
+    passed = time.time() - 1
+    outcomes = handle.predict_many.remote(records, [None, passed, None]).result(timeout_s=30)
+    first, skipped, last = outcomes
+    assert isinstance(first, Prediction) and isinstance(last, Prediction)
+    assert skipped == ErrorBody(
+        error="deadline_passed", message="the deadline passed before stage two started"
+    )

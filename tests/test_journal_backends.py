@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multistage.api import ModelInfo, Prediction
+from multistage.api import ErrorBody, ModelInfo, Prediction
 from multistage.journal import JournalEntry, decode_record, encode_record
 from multistage.journal_redis import RedisJournal
 from multistage.journal_sqlite import SqliteJournal
@@ -42,6 +42,10 @@ class Journals:
 def journals(request, tmp_path) -> Journals:
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     return Journals(tmp_path / "journal.sqlite", url)
+
+
+def _error(message: str) -> ErrorBody:
+    return ErrorBody(error="model_failed", message=message)
 
 
 def _entry(ticket: str, owner: str, **fields) -> JournalEntry:
@@ -135,11 +139,15 @@ def test_a_finished_ticket_never_changes_and_a_replaced_owner_writes_no_more(jou
         assert await slow.write([running, _entry("t3", "slow")], keep_s=60) == {"t1"}
         assert (await taker.read(["t1"]))["t1"].status == "pending"
         # The first end written wins; a later one, even its owner's, is refused.
-        first = _entry("t2", "taker", status="failed", finished_at=time.time(), error="first")
+        first = _entry(
+            "t2", "taker", status="failed", finished_at=time.time(), error=_error("first")
+        )
         assert await taker.write([first], keep_s=60) == set()
-        again = _entry("t2", "taker", status="failed", finished_at=time.time(), error="again")
+        again = _entry(
+            "t2", "taker", status="failed", finished_at=time.time(), error=_error("again")
+        )
         assert await taker.write([again], keep_s=60) == {"t2"}
-        assert (await slow.read(["t2"]))["t2"].error == "first"
+        assert (await slow.read(["t2"]))["t2"].error == _error("first")
         # A taker's own unfinished tickets it goes on writing.
         assert await taker.write([_entry("t1", "taker", attempts=2)], keep_s=60) == set()
         await journals.close()

@@ -127,7 +127,8 @@ def test_past_its_bound_a_record_gets_stage_one_and_a_rejected_stage_two(serve_u
         assert first["type"] == "stage1" and first["ticket"] is None
         assert first["stage_one"]["label"] in ("ok", "defect")
         assert second["type"] == "rejected"
-        assert "max_unfinished" in second["stage_two"]["error"]
+        assert second["stage_two"]["error"]["error"] == "session_full"
+        assert "max_unfinished" in second["stage_two"]["error"]["message"]
     assert [m["type"] for m in answered[0]] == ["stage1", "stage2"]
 
 
@@ -170,7 +171,8 @@ def test_a_closed_session_cancels_only_its_unstarted_work(serve_url, example, ht
         started = view["started_at"] is not None
         assert started == (view["status"] == "completed"), view
         if view["status"] == "canceled":
-            assert "stream session closed" in view["error"]
+            assert view["error"]["error"] == "canceled"
+            assert "stream session closed" in view["error"]["message"]
 
 
 def test_sessions_authenticate_by_header_or_first_message(serve_url, example):

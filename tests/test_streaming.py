@@ -52,7 +52,7 @@ def test_stream_reports_a_failed_ticket(http, example):
     # Finite JSON, but it overflows the network: stage two fails this record with a reason.
     events = _events(http, "POST", "/v1/predict/stream", json={**example, "temperature_c": 1e308})
     assert [name for name, _ in events] == ["stage1", "failed"]
-    assert "non-finite" in TicketView.model_validate_json(events[1][1]).error
+    assert TicketView.model_validate_json(events[1][1]).error.error == "non_finite_output"
 
 
 def _disconnect_after_first_heartbeat(http: httpx.Client, example: dict) -> str:
