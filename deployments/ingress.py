@@ -48,6 +48,7 @@ from multistage.http_errors import (
     BodyTooLarge,
     Overloaded,
     UnknownTicket,
+    UnsupportedMediaType,
     error_response,
     invalid_record_body,
 )
@@ -395,7 +396,11 @@ def _ticket_response(view: TicketView) -> Response:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is known to exceed ``limit`` bytes."""
+    """The body, refused unread if declared as other than JSON (none declared is taken as
+    JSON), and as soon as it is known to exceed ``limit`` bytes."""
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(content_type)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)

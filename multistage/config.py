@@ -128,3 +128,9 @@ class StreamLimits(BaseModel):
         description="How long a session without a key in its headers has to send one in its "
         "first message, when a key is configured.",
     )
+    allowed_origins: list[str] = Field(
+        [],
+        description="Web pages (scheme://host[:port]) allowed to open sessions besides the "
+        "service's own origin. A client that sends no Origin header (not a browser) is always "
+        "allowed; any other origin is closed with 4403.",
+    )

@@ -22,6 +22,14 @@ class BodyTooLarge(MultistageError):
         self.limit = limit
 
 
+class UnsupportedMediaType(MultistageError):
+    """A body declared as something other than JSON: a browser's form or text/plain post
+    (which a page may send across origins without asking) is never read."""
+
+    def __init__(self, declared: str) -> None:
+        super().__init__(f"the body must be application/json, not {declared[:80]}")
+
+
 class RetryLater(MultistageError):
     """A 503 the client should retry after ``retry_after_s`` (sent as Retry-After)."""
 
@@ -69,6 +77,7 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRecord, _invalid_record)
     app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(UnsupportedMediaType, _unsupported_media_type)
     app.add_exception_handler(RetryLater, _retry_later)
     app.add_exception_handler(UnknownTicket, _unknown_ticket)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
@@ -90,6 +99,11 @@ async def _invalid_record(_: Request, error: InvalidRecord) -> JSONResponse:
 async def _body_too_large(_: Request, error: BodyTooLarge) -> JSONResponse:
     problem = FieldProblem(field="body", message=f"must be at most {error.limit} bytes")
     return error_response(413, "body_too_large", str(error), [problem])
+
+
+async def _unsupported_media_type(_: Request, error: UnsupportedMediaType) -> JSONResponse:
+    problem = FieldProblem(field="content-type", message="must be application/json")
+    return error_response(415, "unsupported_media_type", str(error), [problem])
 
 
 async def _retry_later(_: Request, error: RetryLater) -> JSONResponse:

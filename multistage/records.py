@@ -20,11 +20,17 @@ from typing import Any, Literal
 
 import numpy as np
 import pydantic
+import pydantic_core
 from PIL import Image, UnidentifiedImageError
 from tokenizers import Tokenizer
 
 from multistage.errors import MultistageError
 from multistage.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
+
+# A client's JSON is read only by pydantic-core's parser, which refuses text nested deeper
+# than this without recursing in Python (Python's own parser raised RecursionError).
+MAX_JSON_DEPTH = 201
+UNENCODABLE_TEXT = "holds text no UTF-8 can carry (a lone surrogate or an invalid code point)"
 
 
 @dataclass(frozen=True)
@@ -101,14 +107,14 @@ class RecordParser:
         try:
             return self._record(self.model.model_validate_json, body)
         except InvalidRecord as invalid:
-            if not invalid.malformed:
+            if invalid.errors[0].message != UNENCODABLE_TEXT:
                 raise
             # Strict JSON parsing refuses text no UTF-8 can carry (bytes that are not UTF-8,
             # escaped lone surrogates) as "not JSON". Read leniently, the JSON is sound and
             # the error names the field that holds such text.
             try:
                 values = json.loads(body.decode("utf-8", "surrogateescape"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise invalid from None
             return self.parse_values(values)
 
@@ -181,11 +187,32 @@ def _image_error(spec: ImageSpec, message: str) -> InvalidRecord:
     return InvalidRecord([FieldError(spec.field, message)])
 
 
+def read_json(text: str | bytes, field: str) -> Any:
+    """A client's JSON text as Python values, or ``InvalidRecord`` (malformed) naming
+    ``field`` and why: not JSON, nested past ``MAX_JSON_DEPTH``, or unencodable text."""
+    try:
+        return pydantic_core.from_json(text, allow_inf_nan=False)
+    except ValueError as error:
+        problem = FieldError(field, _json_problem(str(error)))
+        raise InvalidRecord([problem], malformed=True) from None
+
+
+def _json_problem(parser_error: str) -> str:
+    """What the JSON parser's complaint means, for a person."""
+    if parser_error.startswith("recursion limit exceeded"):
+        return f"nests deeper than {MAX_JSON_DEPTH} levels, the limit"
+    if "hex escape" in parser_error or "unicode code point" in parser_error:
+        return UNENCODABLE_TEXT
+    return f"is not valid JSON ({parser_error})"
+
+
 def invalid_record(error: pydantic.ValidationError) -> InvalidRecord:
     """Pydantic's errors as field errors; not JSON, or not an object, is ``malformed``."""
     problems = error.errors(include_url=False, include_input=False)
-    if any(p["type"] == "json_invalid" for p in problems):
-        return InvalidRecord([FieldError("body", "is not valid JSON")], malformed=True)
+    for problem in problems:
+        if problem["type"] == "json_invalid":
+            reason = _json_problem(problem["ctx"]["error"])
+            return InvalidRecord([FieldError("body", reason)], malformed=True)
     if any(p["type"] == "model_type" and not p["loc"] for p in problems):
         return InvalidRecord([FieldError("body", "must be a JSON object")], malformed=True)
     return InvalidRecord(

@@ -31,8 +31,10 @@ CONTROL_KEY = "type"
 
 # Close codes (4000-4999 are the application's; RFC 6455 section 7.4.2).
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_IDLE = 4408
 CLOSE_BAD_SETTINGS = 1008  # policy violation: the session's settings were refused
+CLOSE_SERVER_ERROR = 1011  # the server failed; the cause is in its log
 
 
 class SessionSettings(BaseModel):

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -29,10 +30,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from multistage.api import ErrorBody, FieldProblem, PredictResponse, TicketView
 from multistage.auth import offered_key
 from multistage.config import StreamLimits
-from multistage.records import InvalidRecord, Record
+from multistage.records import InvalidRecord, Record, read_json
 from multistage.stream_protocol import (
     CLOSE_BAD_SETTINGS,
+    CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_IDLE,
+    CLOSE_SERVER_ERROR,
     CLOSE_UNAUTHORIZED,
     CONTROL_KEY,
     MAX_SEQ_CHARS,
@@ -44,6 +47,8 @@ from multistage.stream_protocol import (
     StageTwoMessage,
 )
 from multistage.submissions import Refusal
+
+logger = logging.getLogger("ray.serve")
 
 # How long one wait for a ticket lasts before it is asked again (the watcher's calls are
 # shared and short whatever this is).
@@ -74,8 +79,27 @@ class SessionServices:
 
 
 async def serve_session(websocket: WebSocket, services: SessionServices) -> None:
-    """Open the session (settings, authentication) and run it until either side closes."""
+    """Open the session (origin, authentication, then settings: nothing is read for a
+    client not yet known) and run it until either side closes. Every failure closes the
+    session with a code and a reason."""
     await websocket.accept()
+    try:
+        await _open_and_run(websocket, services)
+    except WebSocketDisconnect:
+        pass
+    except Exception:  # noqa: BLE001 - whatever failed, the client gets a close, not a drop
+        logger.exception("a stream session failed")
+        with contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(CLOSE_SERVER_ERROR, "the server failed; see its log")
+
+
+async def _open_and_run(websocket: WebSocket, services: SessionServices) -> None:
+    if (origin := _refused_origin(websocket, services.limits.allowed_origins)) is not None:
+        await websocket.close(CLOSE_FORBIDDEN_ORIGIN, f"origin {origin[:80]} is not allowed")
+        return
+    if services.api_key and not await _authenticated(websocket, services):
+        await websocket.close(CLOSE_UNAUTHORIZED, "a valid API key is required")
+        return
     try:
         settings = SessionSettings.model_validate(dict(websocket.query_params))
     except ValidationError as error:
@@ -88,10 +112,19 @@ async def serve_session(websocket: WebSocket, services: SessionServices) -> None
         await websocket.send_text(body.model_dump_json())
         await websocket.close(CLOSE_BAD_SETTINGS, message[:120])
         return
-    if services.api_key and not await _authenticated(websocket, services):
-        await websocket.close(CLOSE_UNAUTHORIZED, "a valid API key is required")
-        return
     await StreamSession(websocket, services, settings).run()
+
+
+def _refused_origin(websocket: WebSocket, allowed: list[str]) -> str | None:
+    """The Origin a browser sent, if the session must be refused for it: neither the
+    service's own (the page was served by this host) nor one configured. A client that
+    sends none is not a browser, and is not a web page's puppet."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed:
+        return None
+    if urlsplit(origin).netloc == websocket.headers.get("host"):
+        return None
+    return origin
 
 
 async def _authenticated(websocket: WebSocket, services: SessionServices) -> bool:
@@ -102,8 +135,8 @@ async def _authenticated(websocket: WebSocket, services: SessionServices) -> boo
         return hmac.compare_digest(offered, key)
     try:
         first = await asyncio.wait_for(websocket.receive_text(), services.limits.auth_timeout_s)
-        message = json.loads(first)
-    except (asyncio.TimeoutError, ValueError, KeyError, WebSocketDisconnect):
+        message = read_json(first, "message")
+    except (asyncio.TimeoutError, InvalidRecord, KeyError):
         return False
     if not isinstance(message, dict) or message.get(CONTROL_KEY) != "auth":
         return False
@@ -169,9 +202,9 @@ class StreamSession:
             self._error(None, "message_too_large", "message", f"exceeds {limit} bytes")
             return
         try:
-            values = json.loads(text)
-        except ValueError:
-            self._error(None, "malformed_json", "message", "is not valid JSON")
+            values = read_json(text, "message")
+        except InvalidRecord as invalid:
+            self._error(None, "malformed_json", "message", invalid.errors[0].message)
             return
         if not isinstance(values, dict):
             self._error(None, "malformed_json", "message", "must be a JSON object")

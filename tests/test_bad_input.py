@@ -121,6 +121,12 @@ CASES = {
         "invalid_record",
         "note",
     ),
+    "nested 1,000 deep": (
+        lambda ex: b'{"temperature_c": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        400,
+        "malformed_json",
+        "body",
+    ),
     "oversized body": (
         lambda ex: _with(ex, padding="x" * (2 << 20)),
         413,
@@ -157,3 +163,30 @@ def test_unknown_route_is_json_404(http):
     response = http.get("/v2/predict")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_body_declared_other_than_json_is_415_unread(http, example, content_type):
+    response = http.post(
+        "/v1/predict", content=json.dumps(example), headers={"content-type": content_type}
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+    assert response.json()["errors"][0]["field"] == "content-type"
+
+
+def test_a_json_body_with_parameters_or_no_declared_type_is_read(http, example):
+    for headers in ({"content-type": "Application/JSON; charset=utf-8"}, {}):
+        response = http.post("/v1/predict", content=json.dumps(example), headers=headers)
+        assert response.status_code == 200, response.text
+
+
+def test_a_batch_nested_past_the_limit_is_400_naming_it(http):
+    body = b'{"records": [' + b"[" * 1000 + b"]" * 1000 + b"]}"
+    response = http.post(
+        "/v1/predict/batch", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "nests deeper than" in response.json()["message"]

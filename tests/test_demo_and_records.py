@@ -8,7 +8,13 @@ import pytest
 from demo.data import generate, without
 from demo.train import auc
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
-from multistage.records import InvalidRecord, RecordParser
+from multistage.records import (
+    MAX_JSON_DEPTH,
+    UNENCODABLE_TEXT,
+    InvalidRecord,
+    RecordParser,
+    read_json,
+)
 
 
 def test_generator_is_deterministic_per_seed():
@@ -44,6 +50,44 @@ def test_parser_reports_every_bad_field(schema):
         RecordParser(schema).parse(json.dumps(body).encode())
     assert {e.field for e in error.value.errors} == {"temperature_c", "shift", "supplier"}
     assert not error.value.malformed
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_json_is_read_to_its_depth_limit_and_refused_past_it():
+    assert read_json(_nested(MAX_JSON_DEPTH), "message")
+    with pytest.raises(InvalidRecord) as refused:
+        read_json(_nested(MAX_JSON_DEPTH + 1), "message")
+    assert refused.value.malformed
+    assert (
+        refused.value.errors[0].message == f"nests deeper than {MAX_JSON_DEPTH} levels, the limit"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ['{"seq": "a \\ud800"}', b'{"seq": "a \xff"}'], ids=["escape", "byte"]
+)
+def test_text_no_utf8_can_carry_is_refused_with_its_reason(text):
+    with pytest.raises(InvalidRecord) as refused:
+        read_json(text, "message")
+    assert refused.value.errors[0].message == UNENCODABLE_TEXT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"temperature_c": ' + _nested(5000) + "}",
+        # Unencodable text first sends the parser down its lenient path: still bounded.
+        '{"note": "a \\ud800", "temperature_c": ' + _nested(5000) + "}",
+    ],
+    ids=["deep", "unencodable then deep"],
+)
+def test_a_body_nested_past_the_limit_is_refused_not_a_crash(schema, body):
+    with pytest.raises(InvalidRecord) as refused:
+        RecordParser(schema).parse(body.encode())
+    assert refused.value.errors[0].field == "body"
 
 
 def test_a_schema_declares_at_least_one_heavy_modality(schema):

@@ -24,6 +24,7 @@ EXAMPLES = {
     "StageTwoError": (_ERROR,),
     "JournalUnavailable": ("the ticket journal did not take the submissions",),
     "BodyTooLarge": (1024,),
+    "UnsupportedMediaType": ("text/plain",),
     "RetryLater": ("try again", 3),
     "Overloaded": (),
     "TicketStoreUnavailable": (),

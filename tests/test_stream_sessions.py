@@ -17,7 +17,8 @@ from websockets.sync.client import connect
 from multistage import paths
 from multistage.api import UNFINISHED
 from multistage.client import AsyncClient
-from multistage.stream_protocol import CLOSE_IDLE, CLOSE_UNAUTHORIZED
+from multistage.records import MAX_JSON_DEPTH
+from multistage.stream_protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_IDLE, CLOSE_UNAUTHORIZED
 from ops.local_cluster import kill
 
 TERMINAL_WAIT_S = 60
@@ -188,6 +189,60 @@ def test_sessions_authenticate_by_header_or_first_message(serve_url, example):
     with connect(_url(serve_url, "/guarded")) as ws:
         ws.send(json.dumps({"type": "auth", "api_key": API_KEY}))
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+
+
+@pytest.mark.parametrize(
+    "frame, problem",
+    [
+        ("[" * 1000 + "]" * 1000, f"nests deeper than {MAX_JSON_DEPTH} levels"),
+        ('{"seq": "a \\ud800"}', "no UTF-8 can carry"),
+    ],
+    ids=["nested 1,000 deep", "lone surrogate in seq"],
+)
+def test_a_frame_that_is_no_json_text_gets_its_reason_and_the_session_goes_on(
+    serve_url, example, frame, problem
+):
+    with _open(serve_url) as (ws, _):
+        ws.send(frame)
+        error = json.loads(ws.recv(timeout=10))
+        assert (error["type"], error["error"]) == ("error", "malformed_json")
+        assert problem in error["errors"][0]["message"]
+        _send(ws, example, 1)
+        assert [m["type"] for m in _until_answered(ws, {1})[1]] == ["stage1", "stage2"]
+
+
+@pytest.mark.parametrize(
+    "first_message",
+    ["[" * 1000 + "]" * 1000, '{"type": "auth", "api_key": "\\ud800"}', "not json"],
+    ids=["nested 1,000 deep", "lone surrogate in the key", "not json"],
+)
+def test_a_bad_auth_message_closes_4401_with_a_reason(serve_url, first_message):
+    with connect(_url(serve_url, "/guarded")) as ws, pytest.raises(websockets.ConnectionClosed):
+        ws.send(first_message)
+        ws.recv(timeout=10)
+    assert (ws.close_code, ws.close_reason) == (CLOSE_UNAUTHORIZED, "a valid API key is required")
+
+
+def test_the_key_is_checked_before_the_settings(serve_url):
+    # No invalid_parameters message for a client not yet known: only the close.
+    with (
+        connect(_url(serve_url, "/guarded", frame_interval_s=-1)) as ws,
+        pytest.raises(websockets.ConnectionClosed),
+    ):
+        ws.recv(timeout=10)
+    assert ws.close_code == CLOSE_UNAUTHORIZED
+
+
+def test_a_web_page_of_another_origin_is_refused_and_the_services_own_admitted(serve_url):
+    with (
+        connect(_url(serve_url), origin="https://elsewhere.example") as ws,
+        pytest.raises(websockets.ConnectionClosed),
+    ):
+        ws.recv(timeout=10)
+    assert ws.close_code == CLOSE_FORBIDDEN_ORIGIN
+    assert "https://elsewhere.example" in ws.close_reason
+    with _open(serve_url, headers={"Origin": serve_url}) as (_, ready):
+        assert ready["type"] == "ready"
 
 
 def test_an_idle_session_is_closed_with_a_code_and_reason(serve_url):
