@@ -63,7 +63,7 @@ BATCH_WAIT_S = 0.25
 STRIKE_AFTER_S = 0.1
 REREADS_AT_ONCE = 32
 REDIS_DOWN_S = 3.0  # how long the journal's server stays down
-BAD_RECORD = {"temperature_c": 1e308}  # finite JSON that overflows the network: fails alone
+BAD_RECORD = {"temperature_c": 1e308}  # finite JSON past the field's bound: refused alone
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Fault:
     journal: str = "sqlite"  # the ticket journal's backend
     store_replicas: int = 1
     restarts_redis: bool = False  # the fault: the journal's Redis server stops, then starts
-    bad_records: bool = False  # one record per POST the model fails on
+    bad_records: bool = False  # one record per POST that is refused (422 in the batch)
     disconnecting_clients: bool = False  # streams closed right after the ticket arrives
     routed_by_haproxy: bool = False  # the victim is an ingress replica HAProxy routes to
 
@@ -95,7 +95,7 @@ FAULTS = {
     "journal's Redis restarted (2 store replicas)": Fault(
         journal="redis", store_replicas=2, restarts_redis=True
     ),
-    "bad record in every batch": Fault(bad_records=True),
+    "invalid record in every batch": Fault(bad_records=True),
     "clients disconnect after the ticket": Fault(disconnecting_clients=True),
 }
 
@@ -105,7 +105,7 @@ class Run:
     fault_at: float = 0.0  # wall-clock time of the fault
     views: list[dict] = field(default_factory=list)  # each ticket's final view
     refused: Counter = field(default_factory=Counter)  # POSTs that failed, by error
-    without_ticket: Counter = field(default_factory=Counter)  # by stage_two status
+    without_ticket: Counter = field(default_factory=Counter)  # by error code
     failed_reads: Counter = field(default_factory=Counter)  # ticket reads that got no answer
     post_ms: list[float] = field(default_factory=list)  # how long each POST took (stage one)
     haproxy_stopped_routing_s: float | None = None  # after the kill, to the killed replica
@@ -119,7 +119,8 @@ async def post_batch(client: httpx.AsyncClient, records: list[dict], run: Run) -
     tickets = []
     for item in response.json()["results"]:
         if item["ticket"] is None:
-            run.without_ticket[item["stage_two"]["status"]] += 1
+            refusal = item["error"] or item["stage_two"]["error"]
+            run.without_ticket[refusal["error"]] += 1
         else:
             tickets.append(item["ticket"])
     return tickets

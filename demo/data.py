@@ -22,7 +22,12 @@ from PIL import Image
 from multistage.schema import CategoricalField, ImageSpec, NumericField, RecordSchema, TextSpec
 
 CLASSES = ["ok", "defect"]
-NUMERIC_FIELDS = ["temperature_c", "pressure_bar", "line_speed_mps"]
+# Each reading with what its sensor can report: a value outside is refused, not scored.
+NUMERIC_FIELDS = {
+    "temperature_c": (-50.0, 250.0),
+    "pressure_bar": (0.0, 20.0),
+    "line_speed_mps": (0.0, 10.0),
+}
 SUPPLIERS = ["acme", "globex", "initech", "umbrella"]
 SHIFTS = ["day", "night", "weekend"]
 CATEGORICAL_FIELDS = {"supplier": SUPPLIERS, "shift": SHIFTS}
@@ -200,7 +205,10 @@ def _draw_segment(image, cy, cx, radius, washer, rng):
 def record_schema(vocab_size: int, tokenizer: str = "tokenizer.json") -> RecordSchema:
     """The schema of these records, with one of them as the example request; the note is
     tokenized by ``tokenizer`` (relative to the schema's folder) of ``vocab_size`` ids."""
-    numeric = [NumericField(name=name) for name in NUMERIC_FIELDS]
+    numeric = [
+        NumericField(name=name, minimum=low, maximum=high)
+        for name, (low, high) in NUMERIC_FIELDS.items()
+    ]
     categorical = [
         CategoricalField(name=name, categories=values)
         for name, values in CATEGORICAL_FIELDS.items()

@@ -64,9 +64,11 @@ def request_model(schema: RecordSchema) -> type[pydantic.BaseModel]:
     for field in schema.fields:
         if isinstance(field, CategoricalField):
             annotation: Any = Literal[tuple(field.categories)]
+            bounds = {}
         else:
             annotation = pydantic.StrictFloat  # a JSON number: not "12", not true
-        fields[field.name] = (annotation, pydantic.Field(description=field.description))
+            bounds = {"ge": field.minimum, "le": field.maximum}
+        fields[field.name] = (annotation, pydantic.Field(description=field.description, **bounds))
     if (spec := schema.image) is not None:
         # base64 grows a file by 4/3: bounding the string bounds the decoded file.
         max_chars = 4 * ((spec.max_file_bytes + 2) // 3)

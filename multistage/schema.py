@@ -15,11 +15,22 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
+# The largest finite float32: the feature row holds float32, so no field may exceed it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class NumericField(BaseModel):
     name: str
     kind: Literal["numeric"] = "numeric"
     description: str = ""
+    minimum: float = Field(-FLOAT32_MAX, ge=-FLOAT32_MAX, description="Smallest value taken.")
+    maximum: float = Field(FLOAT32_MAX, le=FLOAT32_MAX, description="Largest value taken.")
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> NumericField:
+        if self.minimum > self.maximum:
+            raise ValueError(f"{self.name}: minimum {self.minimum} exceeds maximum {self.maximum}")
+        return self
 
 
 class CategoricalField(BaseModel):

@@ -54,6 +54,18 @@ CASES = {
         "invalid_record",
         "pressure_bar",
     ),
+    "number past its field's maximum": (
+        lambda ex: _with(ex, temperature_c=1e6),
+        422,
+        "invalid_record",
+        "temperature_c",
+    ),
+    "number past float32": (
+        lambda ex: _with(ex, pressure_bar=3.5e38),
+        422,
+        "invalid_record",
+        "pressure_bar",
+    ),
     "unknown category": (
         lambda ex: _with(ex, shift="graveyard"),
         422,

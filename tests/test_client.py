@@ -32,10 +32,11 @@ def test_sync_predict_many_keeps_order_and_per_record_errors(client, example):
     assert [o.result(timeout=20).label for o in (outcomes[0], outcomes[2])]
 
 
-def test_sync_failed_ticket_raises(client, example):
-    answer = client.predict({**example, "temperature_c": 1e308})
-    with pytest.raises(StageTwoFailed, match="non-finite"):
+def test_sync_ticket_that_did_not_complete_raises_with_its_reason(client, example):
+    answer = client.predict(example, deadline_s=0.000001)
+    with pytest.raises(StageTwoFailed) as failed:
         answer.result(timeout=20)
+    assert (failed.value.status, failed.value.error.error) == ("expired", "deadline_passed")
 
 
 def test_sync_bad_request_raises_service_error(client, example):
@@ -54,7 +55,7 @@ def test_async_predict_await_and_failures(serve_url, example):
             many = await client.predict_many([example, example])
             results = [await answer.result(20) for answer in many]
             assert [r.model.name for r in results] == ["defect-cnn"] * 2
-            failing = await client.predict({**example, "temperature_c": 1e308})
+            failing = await client.predict(example, deadline_s=0.000001)
             with pytest.raises(StageTwoFailed):
                 await failing
 

@@ -46,8 +46,12 @@ def replicated(serve_url, service_config, artifacts, redeploy, redis_url):
 
 
 def _post(serve_url: str, example: dict, count: int) -> list[str]:
+    """The tickets of ``count`` concurrent POSTs; on a busy machine stage one may shed a few
+    (503 'overloaded': not what these tests are about), but never most."""
     answers = post_concurrently(serve_url, f"{PREFIX}/v1/predict", example, count)
-    return [answer.json()["ticket"] for answer in answers]
+    shed = [a for a in answers if a.status_code == 503 and a.json()["error"] == "overloaded"]
+    assert len(shed) < count / 2, f"{len(shed)} of {count} POSTs were shed"
+    return [a.json()["ticket"] for a in answers if a not in shed]
 
 
 def _store_replicas() -> list[str]:

@@ -48,11 +48,12 @@ def test_stream_refuses_bad_input_before_streaming(http, example):
     assert response.json()["errors"][0]["field"] == "shift"
 
 
-def test_stream_reports_a_failed_ticket(http, example):
-    # Finite JSON, but it overflows the network: stage two fails this record with a reason.
-    events = _events(http, "POST", "/v1/predict/stream", json={**example, "temperature_c": 1e308})
-    assert [name for name, _ in events] == ["stage1", "failed"]
-    assert TicketView.model_validate_json(events[1][1]).error.error == "non_finite_output"
+def test_stream_reports_a_ticket_that_did_not_complete(http, example):
+    # Its deadline passes before stage two can start: it ends expired, with its reason.
+    url = "/v1/predict/stream?deadline_s=0.000001"
+    events = _events(http, "POST", url, json=example)
+    assert [name for name, _ in events] == ["stage1", "expired"]
+    assert TicketView.model_validate_json(events[1][1]).error.error == "deadline_passed"
 
 
 def _disconnect_after_first_heartbeat(http: httpx.Client, example: dict) -> str:
