@@ -43,6 +43,7 @@ from multistage.api import (
 )
 from multistage.auth import AuthArgs, load_api_key
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
+from multistage.health import Health, HealthReadings
 from multistage.http_app import build_http_app
 from multistage.http_errors import (
     BodyTooLarge,
@@ -141,6 +142,7 @@ class Ingress:
         self.max_batch_records = limits.max_batch_records
         context = serve.get_replica_context()
         self._app_name = context.app_name
+        self._health = HealthReadings(self._read_health)
         self.replica_id = context.replica_id.unique_id
 
     async def __del__(self) -> None:
@@ -237,17 +239,20 @@ class Ingress:
         await serve_session(websocket, services)
 
     async def healthz(self) -> JSONResponse:
+        health = await self._health.current()
+        return JSONResponse(
+            {"status": "ok" if health.ready else "unavailable", "deployments": health.deployments},
+            status_code=200 if health.ready else 503,
+        )
+
+    async def _read_health(self) -> Health:
         # serve.status() blocks on the controller: keep it off the event loop.
         status = await asyncio.to_thread(serve.status)
         app = status.applications.get(self._app_name)
         if app is None:
-            return JSONResponse({"status": "unavailable", "deployments": {}}, status_code=503)
+            return Health(ready=False)
         deployments = {name: d.status.value for name, d in app.deployments.items()}
-        ready = app.status.value == "RUNNING"
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "deployments": deployments},
-            status_code=200 if ready else 503,
-        )
+        return Health(ready=app.status.value == "RUNNING", deployments=deployments)
 
     async def models(self) -> ModelsResponse:
         return ModelsResponse(

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from support import concurrently
 
 from demo.data import generate
 from multistage.api import _TICKET_EXAMPLE
@@ -85,6 +86,12 @@ def test_healthz_reports_every_deployment(http):
     body = response.json()
     assert body["status"] == "ok"
     assert set(body["deployments"]) == {"Ingress", "TicketStore", "HeavyModel"}
+
+
+def test_a_burst_of_health_checks_is_all_answered(serve_url):
+    # Answered from the replica's last reading (one controller call a second: tests/test_health.py).
+    answers = concurrently(serve_url, "GET", ["/healthz"] * 50)
+    assert {(a.status_code, a.json()["status"]) for a in answers} == {(200, "ok")}
 
 
 def test_models_endpoint_names_versions_and_a_working_example(http, artifacts):
