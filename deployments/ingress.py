@@ -20,6 +20,7 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import FastAPI, Query, Request, WebSocket
@@ -41,7 +42,7 @@ from multistage.api import (
     StageTwoStatus,
     TicketView,
 )
-from multistage.auth import AuthArgs, load_api_key
+from multistage.auth import AuthArgs, load_tenants, tenant_of
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.health import Health, HealthReadings
 from multistage.http_app import build_http_app
@@ -90,6 +91,20 @@ class BatchRequest(BaseModel):
     records: list[object] = Field(min_length=1)
 
 
+@dataclass(frozen=True)
+class _Asker:
+    """Who asked for predictions, as their tickets record it: read once per request."""
+
+    root: str  # the application's route prefix: where its tickets are read
+    request_id: str  # the HTTP request (X-Request-ID), named in the store's log lines
+    tenant: str  # whose tickets they are
+
+    @classmethod
+    def of(cls, scope: dict) -> "_Asker":
+        request_id = dict(scope["headers"]).get(_REQUEST_ID_KEY, b"").decode()
+        return cls(scope.get("root_path", ""), request_id, tenant_of(scope))
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=10_000)
 @serve.ingress()
 class Ingress:
@@ -135,8 +150,8 @@ class Ingress:
         self._streams = streams
         self._drops: set[asyncio.Task] = set()  # held: the loop keeps only weak references
         # Read here, in the replica's own environment, so the key never travels in config.
-        self.api_key = load_api_key(auth)
-        logger.info("API key authentication is %s", "on" if self.api_key else "off")
+        self.tenants = load_tenants(auth)
+        logger.info("API key authentication is %s", "on" if self.tenants else "off")
         self.request_schema = self._parser.json_schema
         self.example_request = schema.example
         self.max_batch_records = limits.max_batch_records
@@ -194,14 +209,16 @@ class Ingress:
             ]
         return _json(BatchResponse(results=sorted(results, key=lambda item: item.index)))
 
-    async def get_prediction(self, ticket: str, wait: float = WAIT_QUERY) -> TicketView:
-        self._check_issued(ticket)
+    async def get_prediction(
+        self, request: Request, ticket: str, wait: float = WAIT_QUERY
+    ) -> TicketView:
+        self._check_issued(ticket, request.scope)
         wait_s = min(wait, self._limits.max_wait_s)
         view = await self._watcher.ended(ticket, wait_s) if wait_s > 0 else None
         return _ticket_response(view or await self._store.view(ticket))
 
-    async def cancel_prediction(self, ticket: str) -> TicketView:
-        self._check_issued(ticket)
+    async def cancel_prediction(self, request: Request, ticket: str) -> TicketView:
+        self._check_issued(ticket, request.scope)
         view = await self._store.cancel(ticket)
         # Unfinished: another store replica holds it, and has been asked to cancel it.
         if view.status in ("canceled", *GONE, *UNFINISHED):
@@ -210,8 +227,8 @@ class Ingress:
             409, "already_finished", f"ticket {ticket!r} already ended: {view.status}"
         )
 
-    async def prediction_events(self, ticket: str) -> StreamingResponse:
-        self._check_issued(ticket)  # an unknown ticket is a plain 404, not a stream
+    async def prediction_events(self, request: Request, ticket: str) -> StreamingResponse:
+        self._check_issued(ticket, request.scope)  # an unknown ticket: a 404, not a stream
         return event_stream(self._stage_two_events(ticket))
 
     async def stream_session(self, websocket: WebSocket) -> None:
@@ -228,11 +245,11 @@ class Ingress:
             limits=self._streams,
             max_message_bytes=self._limits.max_body_bytes,
             max_deadline_s=self._limits.max_deadline_s,
-            api_key=self.api_key,
+            tenants=self.tenants,
             parse=self._parser.parse_values,
             overloaded=self._shed,
             answer=answer,
-            issued=lambda ticket: self._ids.issued_at(ticket) is not None,
+            issued=lambda ticket: self._ids.issued_to(ticket, tenant_of(scope)),
             ended=self._watcher.ended,
             drop_unstarted=self._drop_unstarted,
         )
@@ -292,13 +309,12 @@ class Ingress:
         the path every predict endpoint and stream session shares."""
         predictions = self._stage_one.predict(np.stack([r.features for r in records]))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        root = scope.get("root_path", "")
-        request_id = dict(scope["headers"]).get(_REQUEST_ID_KEY, b"").decode()
+        asker = _Asker.of(scope)
         answers = []
         for record, prediction in zip(records, predictions, strict=True):
             prediction.latency_ms = latency_ms
             self._metrics.stage_one_answered(latency_ms)
-            answers.append(self._issue(record, prediction, deadline, root, request_id, refusal))
+            answers.append(self._issue(record, prediction, deadline, asker, refusal))
         return answers
 
     def _issue(
@@ -306,8 +322,7 @@ class Ingress:
         record: Record,
         prediction: Prediction,
         deadline: float | None,
-        root: str,
-        request_id: str,
+        asker: _Asker,
         refusal: Refusal | None,
     ) -> PredictResponse:
         """A ticket for the record's stage two, or the reason stage two refuses it.
@@ -321,10 +336,10 @@ class Ingress:
             status = StageTwoStatus(status=refusal.status, error=refusal.error)
             return PredictResponse(ticket=None, stage_one=prediction, stage_two=status)
         issued_at = time.time()
-        ticket = self._ids.issue(issued_at)
-        submission = Submission(ticket, record, deadline, prediction.label, request_id)
+        ticket = self._ids.issue(issued_at, asker.tenant)
+        submission = Submission(ticket, record, deadline, prediction.label, asker.request_id)
         self._submissions.put(submission, issued_at)
-        status = StageTwoStatus(status="pending", url=paths.ticket_path(ticket, root))
+        status = StageTwoStatus(status="pending", url=paths.ticket_path(ticket, asker.root))
         return PredictResponse(ticket=ticket, stage_one=prediction, stage_two=status)
 
     def _deadline(self, deadline_s: float | None) -> float | None:
@@ -344,9 +359,10 @@ class Ingress:
         self._drops.add(task)
         task.add_done_callback(self._drops.discard)
 
-    def _check_issued(self, ticket: str) -> None:
-        """Made-up ids never reach the store: the signature tells them from issued ones."""
-        if self._ids.issued_at(ticket) is None:
+    def _check_issued(self, ticket: str, scope: dict) -> None:
+        """Made-up ids, and another tenant's, never reach the store: the signature tells
+        them from the ids issued to this request's tenant."""
+        if not self._ids.issued_to(ticket, tenant_of(scope)):
             raise UnknownTicket(ticket)
 
     async def _stage_one_then_two(self, answer: PredictResponse) -> AsyncIterator[str]:

@@ -17,7 +17,7 @@ UNFINISHED: tuple[TicketStatus, ...] = ("pending", "running")
 # Answered with 410 Gone: the result will never be available.
 GONE: tuple[TicketStatus, ...] = ("expired",)
 
-_TICKET = "B14TBu-JLiJCsx1h3MVgmgAAAaIIGOf_e-NBY_X8jgvdfV9q"
+_TICKET = "ItY9H7DisHQGRD8op716wAAAAaIIGOf_kAeEfmLvC31ufIu54pKoOBa8ico"
 _STAGE_ONE = {
     "label": "defect",
     "scores": {"ok": 0.205034, "defect": 0.794966},

@@ -1,13 +1,13 @@
-"""Optional API-key authentication for the ``/v1`` endpoints.
+"""Optional API-key authentication for the ``/v1`` endpoints, naming the request's tenant.
 
 The key comes from the environment of the ingress replicas or from a secret file
-(a Kubernetes secret mount, say), never from the Serve config: configs live in git.
+(a Kubernetes secret mount, say), never from the Serve config: configs live in git. A
+tenants file names several tenants by their keys' hashes (``multistage/tenants.py``).
 Health and the API docs stay open, so probes and humans need no key.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 
 from multistage import paths
 from multistage.api import ErrorBody
+from multistage.tenants import Tenants, TenantsFromFile
+from multistage.ticket_ids import DEFAULT_TENANT
 
 PROTECTED_PREFIX = f"{paths.API_PREFIX}/"
 
@@ -26,29 +28,52 @@ class AuthArgs(BaseModel):
     api_key_file: Path | None = Field(
         None, description="A file holding the API key; takes precedence over the variable."
     )
+    tenants_file: Path | None = Field(
+        None,
+        description="A JSON file naming each tenant and its key's SHA-256, read again when it "
+        "changes; takes precedence over the key.",
+    )
 
 
-def load_api_key(args: AuthArgs) -> str | None:
-    """The configured key; None leaves the API open. A configured file must exist."""
+def load_tenants(args: AuthArgs) -> Tenants | None:
+    """The configured tenants; None leaves the API open. A configured file must exist."""
+    if args.tenants_file is not None:
+        return TenantsFromFile(args.tenants_file)
     if args.api_key_file is not None:
         key = args.api_key_file.read_text().strip()
         if not key:
             raise ValueError(f"API key file {args.api_key_file} is empty")
-        return key
-    return os.environ.get(args.api_key_env, "").strip() or None
+        return Tenants.single(key)
+    key = os.environ.get(args.api_key_env, "").strip()
+    return Tenants.single(key) if key else None
+
+
+def tenant_of(scope: dict) -> str:
+    """The tenant a request or session was authenticated as (the default one when the API
+    is open)."""
+    return scope.get("state", {}).get("tenant", DEFAULT_TENANT)
+
+
+def authenticated_as(scope: dict, tenant: str) -> None:
+    scope.setdefault("state", {})["tenant"] = tenant
 
 
 class ApiKeyAuth:
-    """ASGI middleware: ``/v1`` requests need ``Authorization: Bearer <key>`` or ``X-API-Key``."""
+    """ASGI middleware: ``/v1`` requests need ``Authorization: Bearer <key>`` or ``X-API-Key``
+    of a tenant, and carry that tenant on (``tenant_of``)."""
 
-    def __init__(self, app, api_key: str) -> None:
+    def __init__(self, app, tenants: Tenants) -> None:
         self._app = app
-        self._key = api_key.encode()
+        self._tenants = tenants
         body = ErrorBody(error="unauthorized", message="a valid API key is required")
         self._refusal = body.model_dump_json().encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not _protected(scope) or self._authorized(scope):
+        if scope["type"] != "http" or not _protected(scope):
+            return await self._app(scope, receive, send)
+        tenant = self._tenants.tenant_of(offered_key(scope["headers"]))
+        if tenant is not None:
+            authenticated_as(scope, tenant)
             return await self._app(scope, receive, send)
         await send(
             {
@@ -62,11 +87,6 @@ class ApiKeyAuth:
             }
         )
         await send({"type": "http.response.body", "body": self._refusal})
-
-    def _authorized(self, scope) -> bool:
-        offered = offered_key(scope["headers"])
-        # Constant time: the comparison must not tell how much of a guess was right.
-        return offered is not None and hmac.compare_digest(offered, self._key)
 
 
 def offered_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes | None:

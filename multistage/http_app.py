@@ -16,6 +16,7 @@ from multistage import paths
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
 from multistage.auth import ApiKeyAuth
 from multistage.http_errors import install_error_handlers
+from multistage.tenants import Tenants
 
 
 class Api(Protocol):
@@ -33,7 +34,7 @@ class Api(Protocol):
     request_schema: dict  # JSON Schema of one record
     example_request: dict
     max_batch_records: int
-    api_key: str | None
+    tenants: Tenants | None  # None: the API is open
     replica_id: str
 
 
@@ -199,8 +200,8 @@ def build_http_app(api: Api) -> FastAPI:
     # the API key itself (a browser's WebSocket cannot send headers: a first message can).
     app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 
-    if api.api_key:
-        app.add_middleware(ApiKeyAuth, api_key=api.api_key)
+    if api.tenants is not None:
+        app.add_middleware(ApiKeyAuth, tenants=api.tenants)
     # Added last, so it runs first: refusals name their replica too.
     app.add_middleware(ServedBy, replica_id=api.replica_id)
     return app

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from multistage.api import ErrorBody, FieldProblem, PredictResponse, TicketView
-from multistage.auth import offered_key
+from multistage.auth import authenticated_as, offered_key
 from multistage.config import StreamLimits
 from multistage.records import InvalidRecord, Record, read_json
 from multistage.stream_protocol import (
@@ -47,6 +46,7 @@ from multistage.stream_protocol import (
     StageTwoMessage,
 )
 from multistage.submissions import Refusal
+from multistage.tenants import Tenants
 
 logger = logging.getLogger("ray.serve")
 
@@ -63,7 +63,7 @@ class SessionServices:
     limits: StreamLimits
     max_message_bytes: int
     max_deadline_s: float  # a session's stage-two deadline is capped as a POST's is
-    api_key: str | None
+    tenants: Tenants | None  # None: the API is open
     # A record from decoded JSON, or InvalidRecord naming the bad fields.
     parse: Callable[[object], Record]
     # Whether the replica is backlogged (stage one sheds the record).
@@ -97,9 +97,12 @@ async def _open_and_run(websocket: WebSocket, services: SessionServices) -> None
     if (origin := _refused_origin(websocket, services.limits.allowed_origins)) is not None:
         await websocket.close(CLOSE_FORBIDDEN_ORIGIN, f"origin {origin[:80]} is not allowed")
         return
-    if services.api_key and not await _authenticated(websocket, services):
-        await websocket.close(CLOSE_UNAUTHORIZED, "a valid API key is required")
-        return
+    if services.tenants is not None:
+        tenant = await _authenticated_tenant(websocket, services.tenants, services.limits)
+        if tenant is None:
+            await websocket.close(CLOSE_UNAUTHORIZED, "a valid API key is required")
+            return
+        authenticated_as(websocket.scope, tenant)
     try:
         settings = SessionSettings.model_validate(dict(websocket.query_params))
     except ValidationError as error:
@@ -127,21 +130,23 @@ def _refused_origin(websocket: WebSocket, allowed: list[str]) -> str | None:
     return origin
 
 
-async def _authenticated(websocket: WebSocket, services: SessionServices) -> bool:
-    """A key in the upgrade request's headers, or in an ``auth`` first message."""
-    key = services.api_key.encode()
+async def _authenticated_tenant(
+    websocket: WebSocket, tenants: Tenants, limits: StreamLimits
+) -> str | None:
+    """The tenant of the key in the upgrade request's headers, or in an ``auth`` first
+    message; None if neither names one."""
     offered = offered_key(websocket.scope["headers"])
     if offered is not None:
-        return hmac.compare_digest(offered, key)
+        return tenants.tenant_of(offered)
     try:
-        first = await asyncio.wait_for(websocket.receive_text(), services.limits.auth_timeout_s)
+        first = await asyncio.wait_for(websocket.receive_text(), limits.auth_timeout_s)
         message = read_json(first, "message")
     except (asyncio.TimeoutError, InvalidRecord, KeyError):
-        return False
+        return None
     if not isinstance(message, dict) or message.get(CONTROL_KEY) != "auth":
-        return False
+        return None
     offered_text = message.get("api_key")
-    return isinstance(offered_text, str) and hmac.compare_digest(offered_text.encode(), key)
+    return tenants.tenant_of(offered_text.encode()) if isinstance(offered_text, str) else None
 
 
 class StreamSession:

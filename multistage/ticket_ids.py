@@ -1,9 +1,12 @@
-"""Ticket ids: 128 random bits, the time of issue, and a tag only this service can make.
+"""Ticket ids: 128 random bits, the time of issue, its tenant's mark, and a tag only this
+service can make.
 
 The tag lets the ticket store tell, with no memory of the ticket, an id it issued
 from one it never did: an id whose ticket was released after its TTL answers 410,
 one issued by a ticket store replica that has since died answers ``lost``, and a
-made-up or mistyped id answers 404. An id tells nothing about any other ticket.
+made-up or mistyped id answers 404. The tenant's mark (a keyed hash of its name, under
+the tag) makes another tenant's id read as one never issued, with no record of who
+owns what. An id tells nothing about any other ticket, nor which tenant it is.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from pydantic import BaseModel, Field
 
 _RANDOM_BYTES = 16
 _TAG_BYTES = 12
+_TENANT_BYTES = 8
 _ISSUED_AT = struct.Struct(">Q")  # milliseconds since the epoch
-_ID_BYTES = _RANDOM_BYTES + _ISSUED_AT.size + _TAG_BYTES
-ID_LENGTH = (_ID_BYTES * 4 + 2) // 3  # 48 characters, base64url without padding
+_ID_BYTES = _RANDOM_BYTES + _ISSUED_AT.size + _TENANT_BYTES + _TAG_BYTES
+ID_LENGTH = (_ID_BYTES * 4 + 2) // 3  # 59 characters, base64url without padding
+# The tenant of a service without tenants: one API key, or none.
+DEFAULT_TENANT = "default"
 
 
 _MIN_SECRET_BYTES = 16
@@ -64,12 +70,30 @@ class TicketIds:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
-    def issue(self, now: float) -> str:
-        payload = secrets.token_bytes(_RANDOM_BYTES) + _ISSUED_AT.pack(round(now * 1000))
+    def issue(self, now: float, tenant: str = DEFAULT_TENANT) -> str:
+        payload = (
+            secrets.token_bytes(_RANDOM_BYTES)
+            + _ISSUED_AT.pack(round(now * 1000))
+            + self._tenant_mark(tenant)
+        )
         return base64.urlsafe_b64encode(payload + self._tag(payload)).rstrip(b"=").decode()
 
     def issued_at(self, ticket_id: str) -> float | None:
         """When the ticket was issued, in epoch seconds; None if this service never issued it."""
+        payload = self._payload(ticket_id)
+        if payload is None:
+            return None
+        (millis,) = _ISSUED_AT.unpack_from(payload, _RANDOM_BYTES)
+        return millis / 1000
+
+    def issued_to(self, ticket_id: str, tenant: str) -> bool:
+        """Whether this service issued the ticket to ``tenant``."""
+        payload = self._payload(ticket_id)
+        mark = payload[-_TENANT_BYTES:] if payload is not None else b""
+        return hmac.compare_digest(mark, self._tenant_mark(tenant))
+
+    def _payload(self, ticket_id: str) -> bytes | None:
+        """The id's signed payload; None if this service did not sign it."""
         if len(ticket_id) != ID_LENGTH:
             return None
         try:
@@ -79,8 +103,11 @@ class TicketIds:
         payload, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         if len(raw) != _ID_BYTES or not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        (millis,) = _ISSUED_AT.unpack(payload[_RANDOM_BYTES:])
-        return millis / 1000
+        return payload
 
     def _tag(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+
+    def _tenant_mark(self, tenant: str) -> bytes:
+        keyed = hmac.new(self._secret, b"tenant:" + tenant.encode(), hashlib.sha256)
+        return keyed.digest()[:_TENANT_BYTES]

@@ -11,9 +11,10 @@ applications run side by side:
 - ``overloaded`` at ``/overloaded``: stage one sheds a request that finds its event loop
   busy for more than a couple of milliseconds, so a burst of requests is partly shed
   with 503s;
-- ``guarded`` at ``/guarded``: needs ``API_KEY`` (from the replicas' environment, as
-  in production), keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions
-  idle for ``GUARDED_IDLE_S``.
+- ``guarded`` at ``/guarded``: needs a tenant's key, from its tenants file
+  (``tenants_file``): ``API_KEY`` is tenant ``acme``'s, ``OTHER_KEY`` tenant ``globex``'s;
+  keeps results for ``GUARDED_TTL_S`` only, and closes stream sessions idle for
+  ``GUARDED_IDLE_S``.
 
 ``multistage``, ``saturated`` and ``guarded`` journal their tickets in SQLite files of
 their own (as ``configs/local.yaml`` does, in ``state/``); ``overloaded`` keeps them in
@@ -25,6 +26,8 @@ Prometheus metrics at ``metrics_url``. The cluster runs Serve's HAProxy ingress,
 """
 
 import copy
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -45,6 +48,7 @@ LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
 SATURATED_WIDTH = 384
 SATURATED_MAX_UNFINISHED = 100
 API_KEY = "test-key-" + "x" * 24
+OTHER_KEY = "other-key-" + "y" * 24
 GUARDED_TTL_S = 2.0
 GUARDED_IDLE_S = 2.0  # its stream sessions close after this long without a message
 # The session's apps sign ticket ids with it (signing.secret_env), so tests can make ids
@@ -98,9 +102,26 @@ def serve_logs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service_config(artifacts, serve_logs) -> dict:
+def tenants_file(tmp_path_factory) -> Path:
+    """The guarded app's tenants file (tests that change it must restore it)."""
+    path = tmp_path_factory.mktemp("tenants") / "tenants.json"
+    write_tenants(path, {"acme": API_KEY, "globex": OTHER_KEY})
+    return path
+
+
+def write_tenants(path: Path, keys: dict[str, str]) -> None:
+    """A tenants file: each tenant's key, as its SHA-256."""
+    tenants = {
+        name: {"key_sha256": hashlib.sha256(key.encode()).hexdigest()} for name, key in keys.items()
+    }
+    path.write_text(json.dumps({"tenants": tenants}))
+
+
+@pytest.fixture(scope="session")
+def service_config(artifacts, serve_logs, tenants_file) -> dict:
     """The Serve config the session deploys (tests that change it must restore it)."""
-    return _test_config(artifacts, free_port(), serve_logs, serve_logs.parent / "journals")
+    journals = serve_logs.parent / "journals"
+    return _test_config(artifacts, free_port(), serve_logs, journals, tenants_file)
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +184,9 @@ def local_config(artifacts: Path, port: int) -> dict:
     return config
 
 
-def _test_config(artifacts: Path, port: int, logs: Path, journals: Path) -> dict:
+def _test_config(
+    artifacts: Path, port: int, logs: Path, journals: Path, tenants_file: Path
+) -> dict:
     config = local_config(artifacts, port)
     main = config["applications"][0]
     # Each app journals its tickets in a file of its own (as configured: SQLite).
@@ -189,7 +212,7 @@ def _test_config(artifacts: Path, port: int, logs: Path, journals: Path) -> dict
     overloaded["args"]["http"]["shed_after_ms"] = 2
     guarded = copy.deepcopy(main)
     guarded.update(name="guarded", route_prefix="/guarded")
-    guarded["runtime_env"]["env_vars"]["MULTISTAGE_API_KEY"] = API_KEY
+    guarded["args"]["auth"] = {"tenants_file": str(tenants_file)}
     deployment_options(guarded, "Ingress")["num_replicas"] = 1
     guarded["args"]["ticket_policy"].update(result_ttl_s=GUARDED_TTL_S, max_held=5000)
     guarded["args"]["streams"] = {"idle_timeout_s": GUARDED_IDLE_S, "auth_timeout_s": 2}

@@ -3,8 +3,9 @@
 import pytest
 from conftest import API_KEY
 
-from multistage.auth import AuthArgs, load_api_key
+from multistage.auth import AuthArgs, load_tenants
 from multistage.client import Client
+from multistage.ticket_ids import DEFAULT_TENANT
 
 GUARDED = "/guarded"
 
@@ -46,11 +47,16 @@ def test_the_key_opens_the_api_and_health_stays_open(http, serve_url, example):
 
 def test_key_from_a_file_wins_and_an_empty_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SOME_KEY", "from-env")
-    assert load_api_key(AuthArgs(api_key_env="SOME_KEY")) == "from-env"
-    assert load_api_key(AuthArgs(api_key_env="UNSET_VARIABLE_FOR_THIS_TEST")) is None
+    from_env = load_tenants(AuthArgs(api_key_env="SOME_KEY"))
+    assert from_env.tenant_of(b"from-env") == DEFAULT_TENANT  # one key: one tenant
+    assert load_tenants(AuthArgs(api_key_env="UNSET_VARIABLE_FOR_THIS_TEST")) is None
     secret = tmp_path / "key"
     secret.write_text("from-file\n")
-    assert load_api_key(AuthArgs(api_key_env="SOME_KEY", api_key_file=secret)) == "from-file"
+    from_file = load_tenants(AuthArgs(api_key_env="SOME_KEY", api_key_file=secret))
+    assert (from_file.tenant_of(b"from-file"), from_file.tenant_of(b"from-env")) == (
+        DEFAULT_TENANT,
+        None,
+    )
     secret.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
-        load_api_key(AuthArgs(api_key_file=secret))
+        load_tenants(AuthArgs(api_key_file=secret))

@@ -16,7 +16,8 @@ def test_an_id_gives_back_its_issue_time():
 
 def test_ids_share_no_random_part():
     ids = TicketIds(new_secret())
-    randoms = {base64.urlsafe_b64decode(ids.issue(NOW))[:16] for _ in range(1000)}
+    tickets = [ids.issue(NOW) + "=" for _ in range(1000)]  # 59 characters: one pad
+    randoms = {base64.urlsafe_b64decode(ticket)[:16] for ticket in tickets}
     assert len(randoms) == 1000
 
 
@@ -34,3 +35,13 @@ def test_forged_altered_and_foreign_ids_are_not_ours():
         "",
     ):
         assert ids.issued_at(candidate) is None, candidate
+
+
+def test_an_id_belongs_to_the_tenant_it_was_issued_to_only():
+    ids = TicketIds(new_secret())
+    ticket = ids.issue(NOW, tenant="acme")
+    assert ids.issued_at(ticket) == NOW  # any replica of the store reads it
+    assert ids.issued_to(ticket, "acme")
+    assert not ids.issued_to(ticket, "globex")
+    assert not ids.issued_to(ids.issue(NOW), "acme")  # the default tenant's
+    assert not ids.issued_to("made-up", "acme")

@@ -1,0 +1,116 @@
+"""Tenants: each API key names one; a tenant's tickets are its own; a key file is read
+again when it changes. The file's rules without a cluster, then the live guarded app."""
+
+import json
+import os
+import time
+
+import pytest
+from conftest import API_KEY, OTHER_KEY, write_tenants
+from websockets.sync.client import connect
+
+from multistage import paths
+from multistage.tenants import TenantsFromFile
+
+GUARDED = "/guarded"
+ACME = {"Authorization": f"Bearer {API_KEY}"}
+GLOBEX = {"Authorization": f"Bearer {OTHER_KEY}"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rewrite(path, keys: dict[str, str]) -> None:
+    """Write the tenants file anew, with a modification time that surely differs."""
+    write_tenants(path, keys)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_a_key_names_its_tenant_and_a_changed_file_is_read_again_within_a_second(tmp_path):
+    path, clock = tmp_path / "tenants.json", Clock()
+    write_tenants(path, {"acme": "key-a", "globex": "key-g"})
+    tenants = TenantsFromFile(path, clock=clock)
+    assert (tenants.tenant_of(b"key-a"), tenants.tenant_of(b"key-g")) == ("acme", "globex")
+    assert tenants.tenant_of(b"key-x") is None and tenants.tenant_of(None) is None
+
+    _rewrite(path, {"acme": "key-a2", "globex": "key-g"})  # acme's key rotated
+    assert tenants.tenant_of(b"key-a") == "acme"  # not checked again yet
+    clock.now = 1.0
+    assert tenants.tenant_of(b"key-a") is None
+    assert tenants.tenant_of(b"key-a2") == "acme"
+
+
+def test_a_broken_change_keeps_the_keys_in_force(tmp_path):
+    path, clock = tmp_path / "tenants.json", Clock()
+    write_tenants(path, {"acme": "key-a"})
+    tenants = TenantsFromFile(path, clock=clock)
+    path.write_text('{"tenants": {"acme": {"key_sha256": "not a hash"}}}')
+    clock.now = 1.0
+    assert tenants.tenant_of(b"key-a") == "acme"
+
+
+def test_a_file_that_is_not_a_tenants_file_is_refused_at_start(tmp_path):
+    path = tmp_path / "tenants.json"
+    path.write_text('{"tenants": {}}')
+    with pytest.raises(ValueError, match="not a tenants file"):
+        TenantsFromFile(path)
+
+
+def _never_issued(http, headers: dict) -> dict:
+    return http.get(f"{GUARDED}/v1/predictions/{'A' * 59}", headers=headers).json()
+
+
+def test_another_tenants_ticket_is_exactly_one_never_issued(http, example):
+    posted = http.post(f"{GUARDED}/v1/predict", json=example, headers=ACME).json()
+    ticket = posted["ticket"]
+    url = f"{GUARDED}{paths.ticket_path(ticket)}"
+    assert http.get(url, headers=ACME, params={"wait": 20}).status_code == 200
+
+    refusals = [
+        http.get(url, headers=GLOBEX),
+        http.get(url, headers=GLOBEX, params={"wait": 1}),
+        http.get(f"{url}/events", headers=GLOBEX),
+        http.delete(url, headers=GLOBEX),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 404, refused.text
+        body = refused.json()
+        assert body["error"] == "unknown_ticket"
+        assert body["message"] == f"no ticket {ticket!r} was ever issued"
+    assert _never_issued(http, GLOBEX)["error"] == "unknown_ticket"
+    # Untouched by the other tenant's cancel: still the owner's, and completed.
+    assert http.get(url, headers=ACME).json()["status"] == "completed"
+
+
+def test_another_tenant_cannot_follow_a_ticket_on_a_stream_session(http, serve_url, example):
+    ticket = http.post(f"{GUARDED}/v1/predict", json=example, headers=ACME).json()["ticket"]
+    url = f"{serve_url.replace('http', 'ws', 1)}{GUARDED}{paths.STREAMS}"
+    with connect(url, additional_headers=GLOBEX) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send(json.dumps({"type": "follow", "seq": 1, "ticket": ticket}))
+        error = json.loads(ws.recv(timeout=10))
+    assert (error["type"], error["error"], error["seq"]) == ("error", "unknown_ticket", 1)
+
+
+def test_a_key_is_rotated_without_a_restart(http, example, tenants_file):
+    rotated = "rotated-key-" + "z" * 24
+    try:
+        _rewrite(tenants_file, {"acme": API_KEY, "globex": rotated})
+        deadline = time.monotonic() + 10
+        while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 401:
+            assert time.monotonic() < deadline, "the old key still opens the API"
+            time.sleep(0.2)
+        new = {"Authorization": f"Bearer {rotated}"}
+        assert http.post(f"{GUARDED}/v1/predict", json=example, headers=new).status_code == 200
+    finally:
+        _rewrite(tenants_file, {"acme": API_KEY, "globex": OTHER_KEY})
+        deadline = time.monotonic() + 10
+        while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 200:
+            assert time.monotonic() < deadline, "the restored key was never taken back"
+            time.sleep(0.2)
