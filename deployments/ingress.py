@@ -332,12 +332,15 @@ class Ingress:
         """
         refusal = refusal or self._submissions.refusal()
         if refusal is not None:
-            self._metrics.rejected(refusal.error.error)
+            self._metrics.rejected(refusal.error.error, asker.tenant)
             status = StageTwoStatus(status=refusal.status, error=refusal.error)
             return PredictResponse(ticket=None, stage_one=prediction, stage_two=status)
         issued_at = time.time()
         ticket = self._ids.issue(issued_at, asker.tenant)
-        submission = Submission(ticket, record, deadline, prediction.label, asker.request_id)
+        limit = self.tenants.limit_of(asker.tenant) if self.tenants is not None else None
+        submission = Submission(
+            ticket, record, deadline, prediction.label, asker.request_id, asker.tenant, limit
+        )
         self._submissions.put(submission, issued_at)
         status = StageTwoStatus(status="pending", url=paths.ticket_path(ticket, asker.root))
         return PredictResponse(ticket=ticket, stage_one=prediction, stage_two=status)

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import psutil
@@ -60,7 +60,7 @@ from multistage.journal import (
 )
 from multistage.metrics import TicketMetrics
 from multistage.records import Record
-from multistage.ticket_ids import TicketIds
+from multistage.ticket_ids import DEFAULT_TENANT, TicketIds
 from multistage.ticket_views import in_transit_view, lost_view, released_view, utc
 from multistage.wire import StoreLoad, Submission, WaitReply
 
@@ -90,6 +90,7 @@ class _Ticket:
     submitted_at: float  # when its ingress replica issued it
     stage_one_label: str | None
     request_id: str = ""  # the HTTP request that issued it
+    tenant: str = DEFAULT_TENANT
     status: TicketStatus = "pending"
     started_at: float | None = None
     finished_at: float | None = None
@@ -153,6 +154,7 @@ class TicketStore:
         self._ids = TicketIds(secret)
         self._tickets: dict[str, _Ticket] = {}
         self._unfinished = 0
+        self._unfinished_by_tenant: Counter[str] = Counter()
         # Finished tickets in finish order; with one TTL that is also release order.
         self._finished: deque[tuple[float, str]] = deque()
         # The latest issue time of a released ticket: unknown ids issued no later may
@@ -251,7 +253,7 @@ class TicketStore:
                 return None
             # On its way here: its submission will find it canceled, and be dropped.
             ticket = self._record(ticket_id, None, None, self._ids.issued_at(ticket_id), None)
-            self._unfinished += 1
+            self._count_unfinished(ticket, 1)
             self._finish(ticket, "canceled", ticket_errors.canceled(unstarted_reason))
         elif ticket.finished_at is None:
             started = ticket.status == "running"
@@ -285,18 +287,29 @@ class TicketStore:
             issued_at,
             submission.stage_one_label,
             submission.request_id,
+            submission.tenant,
         )
-        self._unfinished += 1
+        self._count_unfinished(ticket, 1)
         self._note(ticket, with_record=True)
+        # Admitted by an ingress replica's estimate, refused here, where counts are exact.
         if self._unfinished > self._policy.max_unfinished:
-            # Admitted by an ingress replica's estimate, refused here, where it is exact.
-            self._metrics.rejected("stage_two_full")
-            limit = self._policy.max_unfinished
-            self._finish(ticket, "rejected", ticket_errors.stage_two_full(limit))
+            self._refuse(ticket, ticket_errors.stage_two_full(self._policy.max_unfinished))
+        elif (limit := submission.tenant_limit) and self._unfinished_by_tenant[
+            ticket.tenant
+        ] > limit:
+            self._refuse(ticket, ticket_errors.tenant_full(ticket.tenant, limit))
         if self._journal_args.durable:
             self._taken_unwritten.append(ticket)
         elif ticket.finished_at is None:
             self._undispatched.put_nowait(ticket)
+
+    def _count_unfinished(self, ticket: _Ticket, change: int) -> None:
+        self._unfinished += change
+        self._unfinished_by_tenant[ticket.tenant] += change
+
+    def _refuse(self, ticket: _Ticket, why: ErrorBody) -> None:
+        self._metrics.rejected(why.error, ticket.tenant)
+        self._finish(ticket, "rejected", why)
 
     def _accepts_issued_at(self, issued_at: float, now: float) -> bool:
         if now - issued_at > self._policy.submission_timeout_s:
@@ -323,9 +336,12 @@ class TicketStore:
         issued_at: float,
         stage_one_label: str | None,
         request_id: str = "",
+        tenant: str = DEFAULT_TENANT,
     ) -> _Ticket:
         self._make_room()
-        ticket = _Ticket(ticket_id, record, deadline, issued_at, stage_one_label, request_id)
+        ticket = _Ticket(
+            ticket_id, record, deadline, issued_at, stage_one_label, request_id, tenant
+        )
         self._tickets[ticket_id] = ticket
         return ticket
 
@@ -478,7 +494,7 @@ class TicketStore:
         if status != "completed":
             ticket.ref = None
         self._note(ticket, result)
-        self._unfinished -= 1
+        self._count_unfinished(ticket, -1)
         self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
         if not self._journal_args.durable:
             self._wake(ticket.id)
@@ -533,6 +549,7 @@ class TicketStore:
             deadline=ticket.deadline,
             stage_one_label=ticket.stage_one_label,
             request_id=ticket.request_id,
+            tenant=ticket.tenant,
             result=result,
         )
 
@@ -592,7 +609,7 @@ class TicketStore:
             self._ends_unwritten.discard(ticket.id)
         if ticket.finished_at is None:
             ticket.finished_at = time.time()  # every path skips it from now on
-            self._unfinished -= 1
+            self._count_unfinished(ticket, -1)
             call = ticket.call
             if call is not None and all(t.finished_at is not None for t in call.tickets):
                 call.task.cancel()
@@ -632,9 +649,10 @@ class TicketStore:
                 entry.submitted_at,
                 entry.stage_one_label,
                 entry.request_id,
+                entry.tenant,
             )
             ticket.attempts = entry.attempts
-            self._unfinished += 1
+            self._count_unfinished(ticket, 1)
             self._note(ticket)
             self._undispatched.put_nowait(ticket)
         if adopted:

@@ -151,7 +151,7 @@ class TicketView(BaseModel):
         description=(
             "Why it did not complete, by code: deadline_passed, result_expired (expired); "
             "model_failed, non_finite_output, timed_out, replica_lost, stage_two_error "
-            "(failed); canceled; stage_two_full (rejected); ticket_lost (lost)."
+            "(failed); canceled; stage_two_full, tenant_full (rejected); ticket_lost (lost)."
         ),
     )
 

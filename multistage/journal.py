@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from multistage.api import ErrorBody, Prediction, TicketStatus
 from multistage.records import Record
+from multistage.ticket_ids import DEFAULT_TENANT
 
 
 class JournalArgs(BaseModel):
@@ -78,6 +79,7 @@ class JournalEntry(BaseModel):
     deadline: float | None = None
     stage_one_label: str | None = None
     request_id: str = ""
+    tenant: str = DEFAULT_TENANT
     record: str | None = Field(
         None, description="The record (encode_record): written with the ticket's first entry."
     )

@@ -23,18 +23,22 @@ STAGE_TWO_COMPARED = "multistage_stage_two_compared"
 
 # Why a request's work was refused: stage one shed it (503), the ticket store was at its
 # limit of unfinished tickets ('rejected'), or did not answer in time ('unavailable').
-RejectionReason = Literal["stage_one_overloaded", "stage_two_full", "stage_two_unavailable"]
+RejectionReason = Literal[
+    "stage_one_overloaded", "stage_two_full", "stage_two_unavailable", "session_full", "tenant_full"
+]
 
 _STAGE_ONE_BUCKETS_MS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 200, 500, 1000, 2000, 5000]
 _STAGE_TWO_BUCKETS_MS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000]
 
 
 def _rejections() -> Counter:
-    return Counter(
+    counter = Counter(
         ADMISSION_REJECTIONS,
-        description="Requests whose work was refused, by reason.",
-        tag_keys=("reason",),
+        description="Requests whose work was refused, by reason and tenant.",
+        tag_keys=("reason", "tenant"),
     )
+    counter.set_default_tags({"tenant": ""})  # stage one's shedding knows no tenant yet
+    return counter
 
 
 class IngressMetrics:
@@ -49,8 +53,8 @@ class IngressMetrics:
     def stage_one_answered(self, latency_ms: float) -> None:
         self._stage_one_latency.observe(latency_ms)
 
-    def rejected(self, reason: RejectionReason, count: int = 1) -> None:
-        self._rejections.inc(count, tags={"reason": reason})
+    def rejected(self, reason: RejectionReason, tenant: str = "") -> None:
+        self._rejections.inc(tags={"reason": reason, "tenant": tenant})
 
 
 class TicketMetrics:
@@ -84,8 +88,8 @@ class TicketMetrics:
     def unfinished(self, count: int) -> None:
         self._unfinished.set(count)
 
-    def rejected(self, reason: RejectionReason) -> None:
-        self._rejections.inc(tags={"reason": reason})
+    def rejected(self, reason: RejectionReason, tenant: str) -> None:
+        self._rejections.inc(tags={"reason": reason, "tenant": tenant})
 
     def compared(self, stage_one_label: str, stage_two_label: str) -> None:
         revised = "true" if stage_one_label != stage_two_label else "false"

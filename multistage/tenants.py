@@ -31,6 +31,12 @@ _CHECK_EVERY_S = 1.0
 
 class TenantKey(BaseModel):
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key, hex.")
+    max_unfinished: int | None = Field(
+        None,
+        gt=0,
+        description="The tenant's cap on its stage-two tickets not yet ended, so that it cannot "
+        "fill stage two for the others; none: only the service's own limit.",
+    )
 
 
 class TenantsFile(BaseModel):
@@ -40,12 +46,17 @@ class TenantsFile(BaseModel):
 class Tenants:
     """Resolves the key a request offers to its tenant; None: no tenant has that key."""
 
-    def __init__(self, by_digest: dict[bytes, str]) -> None:
+    def __init__(self, by_digest: dict[bytes, str], limits: dict[str, int] | None = None) -> None:
         self._by_digest = by_digest
+        self._limits = limits or {}
 
     @classmethod
     def single(cls, key: str) -> Tenants:
         return cls({_digest(key.encode()): DEFAULT_TENANT})
+
+    def limit_of(self, tenant: str) -> int | None:
+        """The tenant's cap on its unfinished stage-two tickets; None: none of its own."""
+        return self._limits.get(tenant)
 
     def tenant_of(self, offered: bytes | None) -> str | None:
         # A lookup by the key's digest: its timing says nothing of the key (no one can
@@ -62,7 +73,7 @@ class TenantsFromFile(Tenants):
         self._clock = clock
         self._checked_at = clock()
         self._modified_ns = path.stat().st_mtime_ns
-        super().__init__(_read_tenants(path))
+        super().__init__(*_read_tenants(path))
 
     def tenant_of(self, offered: bytes | None) -> str | None:
         if self._clock() - self._checked_at >= _CHECK_EVERY_S:
@@ -74,19 +85,22 @@ class TenantsFromFile(Tenants):
         try:
             modified_ns = self._path.stat().st_mtime_ns
             if modified_ns != self._modified_ns:
-                self._by_digest = _read_tenants(self._path)
+                self._by_digest, self._limits = _read_tenants(self._path)
                 self._modified_ns = modified_ns
                 logger.info("tenants file %s read again: %d keys", self._path, len(self._by_digest))
         except (OSError, ValueError) as error:
             logger.warning("tenants file %s kept as it was: %s", self._path, error)
 
 
-def _read_tenants(path: Path) -> dict[bytes, str]:
+def _read_tenants(path: Path) -> tuple[dict[bytes, str], dict[str, int]]:
+    """Each key's digest with its tenant, and the tenants' caps."""
     try:
         parsed = TenantsFile.model_validate_json(path.read_bytes())
     except ValidationError as error:
         raise ValueError(f"{path} is not a tenants file: {error}") from None
-    return {bytes.fromhex(t.key_sha256): name for name, t in parsed.tenants.items()}
+    by_digest = {bytes.fromhex(t.key_sha256): name for name, t in parsed.tenants.items()}
+    limits = {name: t.max_unfinished for name, t in parsed.tenants.items() if t.max_unfinished}
+    return by_digest, limits
 
 
 def _digest(key: bytes) -> bytes:

@@ -32,6 +32,13 @@ def stage_two_full(limit: int) -> ErrorBody:
     )
 
 
+def tenant_full(tenant: str, limit: int) -> ErrorBody:
+    return ErrorBody(
+        error="tenant_full",
+        message=f"tenant {tenant!r} had {limit} unfinished tickets, its limit",
+    )
+
+
 def canceled(why: str) -> ErrorBody:
     return ErrorBody(error="canceled", message=why)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from multistage.api import TicketView
 from multistage.records import Record
+from multistage.ticket_ids import DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,8 @@ class Submission:
     deadline: float | None  # epoch seconds; None: no deadline
     stage_one_label: str  # to count how often stage two revises stage one
     request_id: str = ""  # the HTTP request that issued the ticket (X-Request-ID), for logs
+    tenant: str = DEFAULT_TENANT  # whose ticket it is
+    tenant_limit: int | None = None  # the tenant's cap on unfinished tickets; None: none
 
 
 @dataclass(frozen=True, slots=True)

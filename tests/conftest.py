@@ -49,6 +49,8 @@ SATURATED_WIDTH = 384
 SATURATED_MAX_UNFINISHED = 100
 API_KEY = "test-key-" + "x" * 24
 OTHER_KEY = "other-key-" + "y" * 24
+# The guarded app's tenants' caps on unfinished tickets: globex's, small; acme has none.
+GUARDED_LIMITS = {"globex": 2}
 GUARDED_TTL_S = 2.0
 GUARDED_IDLE_S = 2.0  # its stream sessions close after this long without a message
 # The session's apps sign ticket ids with it (signing.secret_env), so tests can make ids
@@ -105,14 +107,17 @@ def serve_logs(tmp_path_factory) -> Path:
 def tenants_file(tmp_path_factory) -> Path:
     """The guarded app's tenants file (tests that change it must restore it)."""
     path = tmp_path_factory.mktemp("tenants") / "tenants.json"
-    write_tenants(path, {"acme": API_KEY, "globex": OTHER_KEY})
+    write_tenants(path, {"acme": API_KEY, "globex": OTHER_KEY}, GUARDED_LIMITS)
     return path
 
 
-def write_tenants(path: Path, keys: dict[str, str]) -> None:
-    """A tenants file: each tenant's key, as its SHA-256."""
+def write_tenants(path: Path, keys: dict[str, str], limits: dict[str, int] | None = None) -> None:
+    """A tenants file: each tenant's key, as its SHA-256, and its cap if it has one."""
+    limits = limits or {}
     tenants = {
-        name: {"key_sha256": hashlib.sha256(key.encode()).hexdigest()} for name, key in keys.items()
+        name: {"key_sha256": hashlib.sha256(key.encode()).hexdigest()}
+        | ({"max_unfinished": limits[name]} if name in limits else {})
+        for name, key in keys.items()
     }
     path.write_text(json.dumps({"tenants": tenants}))
 

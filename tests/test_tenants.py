@@ -1,15 +1,19 @@
 """Tenants: each API key names one; a tenant's tickets are its own; a key file is read
 again when it changes. The file's rules without a cluster, then the live guarded app."""
 
+import asyncio
 import json
 import os
 import time
 
+import httpx
 import pytest
-from conftest import API_KEY, OTHER_KEY, write_tenants
+from conftest import API_KEY, GUARDED_LIMITS, OTHER_KEY, write_tenants
 from websockets.sync.client import connect
 
 from multistage import paths
+from multistage.metrics import ADMISSION_REJECTIONS
+from multistage.metrics_scrape import scrape, total
 from multistage.tenants import TenantsFromFile
 
 GUARDED = "/guarded"
@@ -25,9 +29,9 @@ class Clock:
         return self.now
 
 
-def _rewrite(path, keys: dict[str, str]) -> None:
+def _rewrite(path, keys: dict[str, str], limits: dict[str, int] | None = None) -> None:
     """Write the tenants file anew, with a modification time that surely differs."""
-    write_tenants(path, keys)
+    write_tenants(path, keys, limits)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
@@ -101,7 +105,7 @@ def test_another_tenant_cannot_follow_a_ticket_on_a_stream_session(http, serve_u
 def test_a_key_is_rotated_without_a_restart(http, example, tenants_file):
     rotated = "rotated-key-" + "z" * 24
     try:
-        _rewrite(tenants_file, {"acme": API_KEY, "globex": rotated})
+        _rewrite(tenants_file, {"acme": API_KEY, "globex": rotated}, GUARDED_LIMITS)
         deadline = time.monotonic() + 10
         while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 401:
             assert time.monotonic() < deadline, "the old key still opens the API"
@@ -109,8 +113,50 @@ def test_a_key_is_rotated_without_a_restart(http, example, tenants_file):
         new = {"Authorization": f"Bearer {rotated}"}
         assert http.post(f"{GUARDED}/v1/predict", json=example, headers=new).status_code == 200
     finally:
-        _rewrite(tenants_file, {"acme": API_KEY, "globex": OTHER_KEY})
+        _rewrite(tenants_file, {"acme": API_KEY, "globex": OTHER_KEY}, GUARDED_LIMITS)
         deadline = time.monotonic() + 10
         while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 200:
             assert time.monotonic() < deadline, "the restored key was never taken back"
             time.sleep(0.2)
+
+
+def _bursts(serve_url: str, example: dict, count: int) -> tuple[list[dict], list[dict]]:
+    """``count`` POSTs of each tenant, all in flight at once: acme's answers, globex's."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=60) as client:
+            sends = [
+                client.post(f"{GUARDED}/v1/predict", json=example, headers=headers)
+                for _ in range(count)
+                for headers in (ACME, GLOBEX)
+            ]
+            return await asyncio.gather(*sends)
+
+    answers = [response.json() for response in asyncio.run(burst())]
+    return answers[0::2], answers[1::2]
+
+
+def _ends(http, answers: list[dict], headers: dict) -> list[dict]:
+    urls = [a["stage_two"]["url"] for a in answers if a["ticket"]]  # the prefix included
+    return [http.get(url, headers=headers, params={"wait": 20}).json() for url in urls]
+
+
+def _globex_refusals(metrics_url: str) -> float:
+    name = f"ray_{ADMISSION_REJECTIONS}_total"
+    return total(scrape(metrics_url), name, tenant="globex", reason="tenant_full")
+
+
+def test_a_tenant_at_its_cap_leaves_stage_two_to_the_others(http, serve_url, metrics_url, example):
+    counted_before = _globex_refusals(metrics_url)
+    acme, globex = _bursts(serve_url, example, 30)
+    acme_ends, globex_ends = _ends(http, acme, ACME), _ends(http, globex, GLOBEX)
+    assert [v["status"] for v in acme_ends] == ["completed"] * 30  # no cap of its own
+    refused = [v for v in globex_ends if v["status"] == "rejected"]
+    assert refused, f"30 at once against a cap of {GUARDED_LIMITS['globex']}: none refused"
+    assert {v["error"]["error"] for v in refused} == {"tenant_full"}
+    assert {v["status"] for v in globex_ends} == {"completed", "rejected"}
+    # Counted as globex's own: the metric's tenant label.
+    deadline = time.monotonic() + 30
+    while _globex_refusals(metrics_url) - counted_before < len(refused):
+        assert time.monotonic() < deadline, "globex's rejections were not counted as its own"
+        time.sleep(0.5)
