@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+from starlette.routing import BaseRoute, Match
 
 from multistage import paths
 from multistage.api import ErrorBody
@@ -62,14 +63,15 @@ class ApiKeyAuth:
     """ASGI middleware: ``/v1`` requests need ``Authorization: Bearer <key>`` or ``X-API-Key``
     of a tenant, and carry that tenant on (``tenant_of``)."""
 
-    def __init__(self, app, tenants: Tenants) -> None:
+    def __init__(self, app, tenants: Tenants, routes: list[BaseRoute]) -> None:
         self._app = app
         self._tenants = tenants
+        self._routes = routes
         body = ErrorBody(error="unauthorized", message="a valid API key is required")
         self._refusal = body.model_dump_json().encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not _protected(scope):
+        if scope["type"] != "http" or not _protected(scope) or not self._routed(scope):
             return await self._app(scope, receive, send)
         tenant = self._tenants.tenant_of(offered_key(scope["headers"]))
         if tenant is not None:
@@ -87,6 +89,11 @@ class ApiKeyAuth:
             }
         )
         await send({"type": "http.response.body", "body": self._refusal})
+
+    def _routed(self, scope) -> bool:
+        """Whether a route takes the request: only one would run a handler. Others get the
+        router's 404 or 405, which say nothing the API's documentation does not."""
+        return any(route.matches(scope)[0] is Match.FULL for route in self._routes)
 
 
 def offered_key(raw_headers: list[tuple[bytes, bytes]]) -> bytes | None:

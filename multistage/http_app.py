@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from multistage import paths
 from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
-from multistage.auth import ApiKeyAuth
+from multistage.auth import PROTECTED_PREFIX, ApiKeyAuth
 from multistage.http_errors import install_error_handlers
 from multistage.tenants import Tenants
 
@@ -80,7 +80,7 @@ def build_http_app(api: Api) -> FastAPI:
         description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
     )
     install_error_handlers(app)
-    errors = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)}
+    errors = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 503)}
     ticket_errors = {status: {"model": ErrorBody} for status in (401, 404, 422, 503)}
     stage_two_header = {
         paths.STAGE_TWO_HEADER: {
@@ -108,6 +108,7 @@ def build_http_app(api: Api) -> FastAPI:
                         "records": {
                             "type": "array",
                             "items": api.request_schema,
+                            "minItems": 1,
                             "maxItems": api.max_batch_records,
                         }
                     },
@@ -186,6 +187,7 @@ def build_http_app(api: Api) -> FastAPI:
         api.models,
         methods=["GET"],
         response_model=ModelsResponse,
+        responses={401: {"model": ErrorBody}},
         summary="Model names and versions, input schema, a valid example request",
     )
     app.add_api_route(
@@ -201,10 +203,29 @@ def build_http_app(api: Api) -> FastAPI:
     app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 
     if api.tenants is not None:
-        app.add_middleware(ApiKeyAuth, tenants=api.tenants)
+        app.add_middleware(ApiKeyAuth, tenants=api.tenants, routes=app.router.routes)
+        _document_api_keys(app)
     # Added last, so it runs first: refusals name their replica too.
     app.add_middleware(ServedBy, replica_id=api.replica_id)
     return app
+
+
+def _document_api_keys(app: FastAPI) -> None:
+    """The OpenAPI document names the two ways to send a key, on every ``/v1`` operation."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        document = generate()  # FastAPI builds it once, then returns the same dict
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+        schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        for path, operations in document["paths"].items():
+            if path.startswith(PROTECTED_PREFIX):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return document
+
+    app.openapi = openapi
 
 
 class ServedBy:

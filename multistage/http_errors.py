@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from multistage.api import ErrorBody, FieldProblem
 from multistage.errors import MultistageError
@@ -124,9 +125,23 @@ async def _invalid_parameters(_: Request, error: RequestValidationError) -> JSON
     return error_response(422, "invalid_parameters", message, problems)
 
 
-async def _http_exception(_: Request, error: HTTPException) -> JSONResponse:
+async def _http_exception(request: Request, error: HTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return error_response(error.status_code, code, str(error.detail), headers=error.headers)
+    headers = error.headers
+    if error.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return error_response(error.status_code, code, str(error.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path takes. Starlette names only those of the first route
+    on the path, and a path served by several routes (GET and DELETE of a ticket) takes more."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:

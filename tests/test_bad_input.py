@@ -202,3 +202,10 @@ def test_a_batch_nested_past_the_limit_is_400_naming_it(http):
     )
     assert response.status_code == 400, response.text
     assert "nests deeper than" in response.json()["message"]
+
+
+def test_a_method_a_path_does_not_take_is_405_naming_every_one_it_does(http):
+    response = http.request("OPTIONS", "/v1/predictions/whatever")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert {"GET", "DELETE"} <= set(response.headers["allow"].split(", "))
