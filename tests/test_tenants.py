@@ -106,18 +106,20 @@ def test_a_key_is_rotated_without_a_restart(http, example, tenants_file):
     rotated = "rotated-key-" + "z" * 24
     try:
         _rewrite(tenants_file, {"acme": API_KEY, "globex": rotated}, GUARDED_LIMITS)
-        deadline = time.monotonic() + 10
-        while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 401:
-            assert time.monotonic() < deadline, "the old key still opens the API"
-            time.sleep(0.2)
+        _until_globex_old_key_gets(http, 401, "the old key still opens the API")
         new = {"Authorization": f"Bearer {rotated}"}
         assert http.post(f"{GUARDED}/v1/predict", json=example, headers=new).status_code == 200
     finally:
         _rewrite(tenants_file, {"acme": API_KEY, "globex": OTHER_KEY}, GUARDED_LIMITS)
-        deadline = time.monotonic() + 10
-        while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != 200:
-            assert time.monotonic() < deadline, "the restored key was never taken back"
-            time.sleep(0.2)
+        _until_globex_old_key_gets(http, 200, "the restored key was never taken back")
+
+
+def _until_globex_old_key_gets(http, status: int, failure: str) -> None:
+    """Until the replicas have read the tenants file again (within about a second)."""
+    deadline = time.monotonic() + 10
+    while http.get(f"{GUARDED}/v1/models", headers=GLOBEX).status_code != status:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
 
 
 def _bursts(serve_url: str, example: dict, count: int) -> tuple[list[dict], list[dict]]:
