@@ -63,6 +63,7 @@ from multistage.stage_one import StageOneModel
 from multistage.store_client import TicketStoreClient
 from multistage.stream_session import SessionServices, serve_session
 from multistage.submissions import Refusal, SubmissionQueue
+from multistage.tenants import Tenants
 from multistage.ticket_ids import TicketIds
 from multistage.ticket_watch import TicketWatcher
 from multistage.wire import Submission
@@ -98,11 +99,14 @@ class _Asker:
     root: str  # the application's route prefix: where its tickets are read
     request_id: str  # the HTTP request (X-Request-ID), named in the store's log lines
     tenant: str  # whose tickets they are
+    tenant_limit: int | None  # the tenant's cap on its unfinished tickets, if it has one
 
     @classmethod
-    def of(cls, scope: dict) -> "_Asker":
+    def of(cls, scope: dict, tenants: Tenants | None) -> "_Asker":
         request_id = dict(scope["headers"]).get(_REQUEST_ID_KEY, b"").decode()
-        return cls(scope.get("root_path", ""), request_id, tenant_of(scope))
+        tenant = tenant_of(scope)
+        limit = tenants.limit_of(tenant) if tenants is not None else None
+        return cls(scope.get("root_path", ""), request_id, tenant, limit)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=10_000)
@@ -309,7 +313,7 @@ class Ingress:
         the path every predict endpoint and stream session shares."""
         predictions = self._stage_one.predict(np.stack([r.features for r in records]))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        asker = _Asker.of(scope)
+        asker = _Asker.of(scope, self.tenants)
         answers = []
         for record, prediction in zip(records, predictions, strict=True):
             prediction.latency_ms = latency_ms
@@ -337,9 +341,14 @@ class Ingress:
             return PredictResponse(ticket=None, stage_one=prediction, stage_two=status)
         issued_at = time.time()
         ticket = self._ids.issue(issued_at, asker.tenant)
-        limit = self.tenants.limit_of(asker.tenant) if self.tenants is not None else None
         submission = Submission(
-            ticket, record, deadline, prediction.label, asker.request_id, asker.tenant, limit
+            ticket,
+            record,
+            deadline,
+            prediction.label,
+            asker.request_id,
+            asker.tenant,
+            asker.tenant_limit,
         )
         self._submissions.put(submission, issued_at)
         status = StageTwoStatus(status="pending", url=paths.ticket_path(ticket, asker.root))

@@ -294,10 +294,8 @@ class TicketStore:
         # Admitted by an ingress replica's estimate, refused here, where counts are exact.
         if self._unfinished > self._policy.max_unfinished:
             self._refuse(ticket, ticket_errors.stage_two_full(self._policy.max_unfinished))
-        elif (limit := submission.tenant_limit) and self._unfinished_by_tenant[
-            ticket.tenant
-        ] > limit:
-            self._refuse(ticket, ticket_errors.tenant_full(ticket.tenant, limit))
+        elif self._past_tenant_limit(ticket, submission.tenant_limit):
+            self._refuse(ticket, ticket_errors.tenant_full(ticket.tenant, submission.tenant_limit))
         if self._journal_args.durable:
             self._taken_unwritten.append(ticket)
         elif ticket.finished_at is None:
@@ -306,6 +304,9 @@ class TicketStore:
     def _count_unfinished(self, ticket: _Ticket, change: int) -> None:
         self._unfinished += change
         self._unfinished_by_tenant[ticket.tenant] += change
+
+    def _past_tenant_limit(self, ticket: _Ticket, limit: int | None) -> bool:
+        return limit is not None and self._unfinished_by_tenant[ticket.tenant] > limit
 
     def _refuse(self, ticket: _Ticket, why: ErrorBody) -> None:
         self._metrics.rejected(why.error, ticket.tenant)
