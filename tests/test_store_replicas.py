@@ -122,8 +122,7 @@ def test_cancel_reaches_a_ticket_whichever_replica_holds_it(replicated, http, se
     # The newest of the longer queue. A cancel lands on either replica (on the other, it
     # goes through the journal): of those that cancel, some land on the other all but
     # surely. Serve's router need not take calls in order, so some may have run already.
-    queues = [_unfinished_entries(replicated, replica) for replica in _store_replicas()]
-    longest = sorted(max(queues, key=len), key=lambda entry: entry["submitted_at"])
+    longest = sorted(_longest_queue(replicated), key=lambda entry: entry["submitted_at"])
     targets = [entry["ticket"] for entry in longest[-20:]]
     answers = concurrently(serve_url, "DELETE", [f"{PREFIX}/v1/predictions/{t}" for t in targets])
     ends = [v["status"] for v in _ended(http, targets)]
@@ -134,6 +133,19 @@ def test_cancel_reaches_a_ticket_whichever_replica_holds_it(replicated, http, se
     assert ends.count("canceled") >= 10, ends
     rest = [t for t in tickets if t not in targets]
     assert all(v["status"] == "completed" for v in _ended(http, rest))
+
+
+def _longest_queue(journal: redis.Redis, timeout_s: float = 10) -> list[dict]:
+    """The unfinished entries of the store replica holding the most, once it holds 20: the
+    ingress sends its submissions after answering, so the journal holds them a moment
+    after the POSTs were answered."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        queues = [_unfinished_entries(journal, replica) for replica in _store_replicas()]
+        longest = max(queues, key=len)
+        if len(longest) >= 20 or time.monotonic() > deadline:
+            return longest
+        time.sleep(0.05)
 
 
 def _unfinished_entries(journal: redis.Redis, replica: str) -> list[dict]:
