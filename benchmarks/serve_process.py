@@ -17,14 +17,15 @@ import httpx
 
 
 @contextlib.contextmanager
-def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[None]:
-    """The service of ``config`` at ``url``, for the duration of the ``with`` block."""
+def serve_run(config: Path, url: str, timeout_s: float = 180) -> Iterator[subprocess.Popen]:
+    """The service of ``config`` at ``url``, for the duration of the ``with`` block; yields
+    the process (its cluster's processes are its descendants)."""
     command = [sys.executable, "-m", "ops.serve_local", str(config)]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=log)
         try:
             wait_healthy(url, timeout_s, process, log)
-            yield
+            yield process
         finally:
             # SIGTERM reaches `serve run`, which stops its cluster (SIGINT would not).
             process.send_signal(signal.SIGTERM)

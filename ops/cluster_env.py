@@ -16,6 +16,13 @@ from ops import haproxy
 FAST_PATH_ENV = Path(__file__).resolve().parent.parent / "configs" / "fast-path.env"
 Proxy = Literal["haproxy", "python"]
 PROXIES: tuple[Proxy, ...] = ("haproxy", "python")
+# A one-machine cluster on loopback: Ray resolves "127.0.0.1" given as the node's address to
+# the machine's outward address, unless told that this node forms no cluster with others
+# (the variable's name is Ray's, for laptops). Then its GCS, raylet, workers, agents and
+# metrics exporter bind 127.0.0.1 (Ray 2.60: ``ray._private.services.get_node_ip_address``).
+# It must be in the environment of the process that starts the cluster before Ray is
+# imported there, so it is for `make run` and `ray start`, not a test's in-process cluster.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def fast_path_env() -> dict[str, str]:
@@ -65,12 +72,13 @@ def local_cluster_env(
 
 
 def main() -> None:
-    """``python -m ops.cluster_env RUN_DIR [PROXY]``: ``export`` lines for a shell."""
+    """``python -m ops.cluster_env RUN_DIR [PROXY]``: ``export`` lines for a shell that
+    starts a one-machine cluster (on loopback)."""
     import shlex
     import sys
 
     run_dir, proxy = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "haproxy")
-    for name, value in local_cluster_env(proxy, run_dir).items():
+    for name, value in (local_cluster_env(proxy, run_dir) | LOOPBACK_ONLY).items():
         print(f"export {name}={shlex.quote(value)}")
 
 

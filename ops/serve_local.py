@@ -3,9 +3,9 @@
     python -m ops.serve_local configs/local.yaml [--proxy python]
 
 Sets ``configs/fast-path.env`` (Serve's HAProxy ingress; ``--proxy python`` leaves it out
-for Serve's Python proxy), runs ``serve run``, and once it has exited stops any HAProxy
-process its cluster left behind. Ctrl-C reaches ``serve run`` from the terminal; SIGTERM
-to this process is passed on to it.
+for Serve's Python proxy) and binds Ray's own ports to loopback, runs ``serve run``, and
+once it has exited stops any HAProxy process its cluster left behind. Ctrl-C reaches
+``serve run`` from the terminal; SIGTERM to this process is passed on to it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ops import haproxy
-from ops.cluster_env import PROXIES, local_cluster_env
+from ops.cluster_env import LOOPBACK_ONLY, PROXIES, local_cluster_env
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--proxy", choices=PROXIES, default="haproxy")
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="ms-hap-"))
-    env = os.environ | local_cluster_env(args.proxy, run_dir)
+    env = os.environ | local_cluster_env(args.proxy, run_dir) | LOOPBACK_ONLY
     serve = Path(sys.executable).with_name("serve")
     # A cluster of its own ("local"): by default serve run joins whatever cluster Ray last
     # recorded on this machine, even one that has stopped.

@@ -2,17 +2,25 @@
 
 ``configs/local.yaml`` binds ``127.0.0.1``: HAProxy's HTTP frontend, its stats and
 Prometheus listeners (``ops/haproxy-bind-as-configured``; Ray 2.60 writes them for all
-interfaces) and the ingress replicas' own HTTP servers must all be on loopback.
+interfaces) and the ingress replicas' own HTTP servers must all be on loopback; and under
+``make run``, Ray's own ports too (``ops.cluster_env.LOOPBACK_ONLY``).
 """
 
+import contextlib
+import ipaddress
 import subprocess
 
+import httpx
 import psutil
 import pytest
-from conftest import ROOT
+import yaml
+from conftest import ROOT, local_config
 from ray._common.test_utils import wait_for_condition
+from support import wait_until_ended
 
+from benchmarks.serve_process import serve_run
 from ops import haproxy
+from ops.local_cluster import free_port
 
 WRAPPER = ROOT / "ops" / "haproxy-bind-as-configured"
 # The lines of HAProxy's config that Ray 2.60 writes for these listeners, trimmed.
@@ -55,6 +63,43 @@ def test_haproxy_and_the_ingress_listen_on_loopback_only(serve_url, haproxy_dir)
     # A replica Serve just started can be routed to a moment before its server listens.
     wait_for_condition(lambda: {port for _, port in _listening_on(routed)} == routed, timeout=60)
     assert _listening_on(routed) == {("127.0.0.1", port) for port in routed}
+
+
+@pytest.mark.own_cluster
+def test_make_run_binds_every_port_of_its_cluster_to_loopback(artifacts, example, tmp_path):
+    port = free_port()
+    config = local_config(artifacts, port)
+    config["applications"][0]["args"]["journal"]["path"] = str(tmp_path / "journal.sqlite")
+    config_file = tmp_path / "local.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    url = f"http://127.0.0.1:{port}"
+    with serve_run(config_file, url) as process, httpx.Client(base_url=url, timeout=30) as http:
+        # One ticket through every deployment: each worker's servers are up.
+        stage_two = http.post("/v1/predict", json=example).json()["stage_two"]["url"]
+        assert wait_until_ended(http, stage_two).json()["status"] == "completed"
+        listening = _listening_by_name(psutil.Process(process.pid).children(recursive=True))
+    names = {name for name, _ in listening}
+    assert {"gcs_server", "raylet", "haproxy"} <= names, names
+    assert len(listening) > 10, listening  # GCS, raylet, agents, workers, HAProxy...
+    elsewhere = [(name, address) for name, address in listening if not _is_loopback(address[0])]
+    # All but one server per replica: Serve's inter-deployment gRPC server, which Ray 2.60
+    # binds to "[::]:0" whatever the node's address (serve/_private/replica.py).
+    replicas = [name for name, _ in elsewhere if name.startswith("ray::ServeReplica:")]
+    assert len(replicas) == len(elsewhere) == len(set(replicas)) == 3, elsewhere
+
+
+def _listening_by_name(processes: list[psutil.Process]) -> set[tuple[str, tuple[str, int]]]:
+    """(process name, address) of each listening socket; processes that ended are skipped."""
+    found = set()
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found |= {(process.name(), address) for address in _listening(process)}
+    return found
+
+
+def _is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def _listening_on(ports: set[int]) -> set[tuple[str, int]]:
