@@ -38,7 +38,8 @@ def test_the_service_does_what_its_openapi_document_says(serve_url, tmp_path, pr
         f"--report-dir={tmp_path}",
         *headers,
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # Its crash cache (.schemathesis/) goes in the test's own folder, not the project's.
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
 
 
