@@ -41,6 +41,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: setup models
 	$(BIN)/python -m benchmarks.bench

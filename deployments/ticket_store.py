@@ -15,7 +15,7 @@ recursively, down to calls made by sub-requests that have already returned.
 Reads of a ticket the store holds no record of are answered from its id alone (when it
 was issued, and that this service signed it): on its way here, lost, or released.
 
-Every change of a ticket is written to the ticket journal (``multistage/journal.py``)
+Every change of a ticket is written to the ticket journal (``multistage/journal/``)
 in batches, and a submission is acknowledged once its tickets are written: a store
 replica that starts, or whose peer's lease lapsed, takes the unfinished tickets of
 owners that are gone and runs them again. Reads are answered from memory (the result

@@ -11,8 +11,8 @@ import pytest
 
 from multistage.api import ErrorBody, ModelInfo, Prediction
 from multistage.journal import JournalEntry, decode_record, encode_record
-from multistage.journal_redis import RedisJournal
-from multistage.journal_sqlite import SqliteJournal
+from multistage.journal.redis import RedisJournal
+from multistage.journal.sqlite import SqliteJournal
 from multistage.records import Record
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from multistage.journal import JournalEntry
+from multistage.journal.entry import JournalEntry
 
 # Moves a gone owner's unfinished tickets to the caller, unless its lease is back.
 _TAKE = """

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from multistage.journal import JournalEntry
+from multistage.journal.entry import JournalEntry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
