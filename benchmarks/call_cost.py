@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from multistage.handles import by_value
+from multistage.ray_private import by_value
 from multistage.records import Record
 from multistage.wire import Submission
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
@@ -56,6 +56,7 @@ from multistage.http_errors import (
 )
 from multistage.load_shedding import LoopBacklog
 from multistage.metrics import IngressMetrics
+from multistage.ray_private import ingress_built_per_replica
 from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
 from multistage.schema import RecordSchema
 from multistage.sse import HEARTBEAT, event_stream, sse_event
@@ -110,7 +111,8 @@ class _Asker:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=10_000)
-@serve.ingress()
+# Built per replica, after __init__: the request model comes from the schema.
+@ingress_built_per_replica(build_http_app)
 class Ingress:
     async def __init__(
         self,
@@ -169,10 +171,6 @@ class Ingress:
         only a replica killed outright loses the submissions of its last moments."""
         if left := await self._submissions.flush(timeout_s=FLUSH_AT_STOP_S):
             logger.warning("stopping with %d submissions the ticket store did not take", left)
-
-    def __serve_build_asgi_app__(self) -> FastAPI:
-        # Built per replica, after __init__: the request model comes from the schema.
-        return build_http_app(self)
 
     async def predict(
         self, request: Request, deadline_s: float | None = DEADLINE_QUERY

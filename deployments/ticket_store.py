@@ -50,7 +50,6 @@ from multistage.api import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
 from multistage.deadline import DeadlinePassed, seconds_left
 from multistage.errors import MultistageError
-from multistage.handles import object_ref_once_accepted
 from multistage.journal import (
     JournalArgs,
     JournalEntry,
@@ -59,6 +58,7 @@ from multistage.journal import (
     open_journal,
 )
 from multistage.metrics import TicketMetrics
+from multistage.ray_private import object_ref_once_accepted
 from multistage.records import Record
 from multistage.ticket_ids import DEFAULT_TENANT, TicketIds
 from multistage.ticket_views import in_transit_view, lost_view, released_view, utc

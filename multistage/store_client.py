@@ -18,8 +18,8 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from multistage.api import TicketView
-from multistage.handles import by_value
 from multistage.http_errors import TicketStoreUnavailable
+from multistage.ray_private import by_value
 from multistage.wire import StoreLoad, Submission, WaitReply
 
 logger = logging.getLogger("ray.serve")

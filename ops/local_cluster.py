@@ -2,8 +2,8 @@
 it with the fast path's environment, deploy a config the way ``serve run <config>`` does,
 kill replicas to inject faults, and stop it with nothing of it left running.
 
-``serve_start`` is Serve's private entry point behind ``serve run``; if a Ray upgrade
-moves it, this is the one place to change.
+``serve_start`` is Serve's private entry point behind ``serve run``
+(``multistage/ray_private.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import ray
 from ray import serve
-from ray.serve._private.api import serve_start
 from ray.serve.schema import ServeDeploySchema
 
+from multistage.ray_private import serve_start
 from ops import haproxy
 from ops.cluster_env import Proxy, local_cluster_env
 

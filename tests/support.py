@@ -5,12 +5,29 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from multistage import paths
 from multistage.api import UNFINISHED
+
+
+def wait_for_condition(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Until ``condition()`` is true; one that raises counts as false until ``timeout``
+    seconds pass, then the last error (or a timeout) is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+            failure: Exception = TimeoutError(f"not true after {timeout} s: {condition}")
+        except Exception as error:  # noqa: BLE001 - retried: the service may still be starting
+            failure = error
+        if time.monotonic() > deadline:
+            raise failure
+        time.sleep(0.1)
 
 
 def concurrently(

@@ -9,7 +9,7 @@ import copy
 
 import httpx
 import ray
-from ray._common.test_utils import wait_for_condition
+from support import wait_for_condition
 
 CONCURRENT = 24
 

@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 
 import httpx
 from ray import serve
-from ray._common.test_utils import wait_for_condition
-from support import fill_saturated_queue, wait_until_ended
+from support import fill_saturated_queue, wait_for_condition, wait_until_ended
 
 from multistage.api import UNFINISHED
 from ops.local_cluster import kill_replicas

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SATURATED_MAX_UNFINISHED
-from ray._common.test_utils import wait_for_condition
-from support import cancel_all, dashboard_metric_names, post_concurrently, wait_until_ended
+from support import (
+    cancel_all,
+    dashboard_metric_names,
+    post_concurrently,
+    wait_for_condition,
+    wait_until_ended,
+)
 
 from demo.data import generate
 from multistage import paths

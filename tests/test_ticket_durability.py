@@ -5,8 +5,7 @@ import time
 import httpx
 import ray
 from ray import serve
-from ray._common.test_utils import wait_for_condition
-from support import wait_for_two_ingress_replicas
+from support import wait_for_condition, wait_for_two_ingress_replicas
 
 INGRESS_REPLICA = "X-Ingress-Replica"
 

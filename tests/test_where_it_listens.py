@@ -15,8 +15,7 @@ import psutil
 import pytest
 import yaml
 from conftest import ROOT, local_config
-from ray._common.test_utils import wait_for_condition
-from support import wait_until_ended
+from support import wait_for_condition, wait_until_ended
 
 from benchmarks.serve_process import serve_run
 from ops import haproxy
