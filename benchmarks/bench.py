@@ -62,7 +62,8 @@ from demo.net import build_model
 from multistage import paths
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import new_secret
-from ops.local_cluster import deploy_config, free_port, local_cluster
+from ops.local_cluster import deploy_config, local_cluster
+from ops.ports import free_port
 from ops.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,8 @@ from benchmarks.fault_injection import (
 from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
 from multistage.schema import RecordSchema
-from ops.local_cluster import deploy_config, free_port, kill, local_cluster, replica_actors
+from ops.local_cluster import deploy_config, kill, local_cluster, replica_actors
+from ops.ports import free_port
 from ops.redis_server import RedisServer
 
 DEPLOYMENTS = ("Ingress", "TicketStore", "HeavyModel")

@@ -27,7 +27,8 @@ import yaml
 from benchmarks.sequential import timed_posts
 from benchmarks.serve_process import wait_healthy
 from multistage import paths
-from ops.local_cluster import deploy_config, free_port, local_cluster
+from ops.local_cluster import deploy_config, local_cluster
+from ops.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Parts of the path, by a fragment of a frame's file or function; the deepest frame

@@ -5,22 +5,12 @@ after answering, many per call. The store, not the ingress, makes the stage-two 
 so the call's result is owned by this long-lived replica: any ingress replica can
 resolve any ticket, and a ticket outlives the ingress replica that issued it.
 
-``submit_many`` only records the tickets and queues them. A dispatcher task makes the
-heavy calls, each carrying the tickets waiting at the time (up to ``records_per_call``:
-a call's fixed cost, not the model, bounds a small machine), and waiting for a heavy
-replica to accept a call happens in a task per call. The dispatcher is started with the
-replica, outside any request, because Ray cancels a cancelled request's calls
-recursively, down to calls made by sub-requests that have already returned.
-
-Reads of a ticket the store holds no record of are answered from its id alone (when it
-was issued, and that this service signed it): on its way here, lost, or released.
-
-Every change of a ticket is written to the ticket journal (``multistage/journal/``)
-in batches, and a submission is acknowledged once its tickets are written: a store
-replica that starts, or whose peer's lease lapsed, takes the unfinished tickets of
-owners that are gone and runs them again. Reads are answered from memory (the result
-by ObjectRef: the fast path) for the tickets this replica holds, from the journal for
-the others (a peer's, or those of a replica that is gone).
+Every rule of a ticket's life is ``multistage/ticket_lifecycle.py``'s (plain Python,
+tested without Ray); this deployment binds it to Serve: the heavy deployment's handle
+as stage two, each call's result held by ``ObjectRef`` (the fast path: read from Ray's
+object store, never copied here), the background work started with the replica, outside
+any request (Ray cancels a cancelled request's calls recursively, down to calls made by
+sub-requests that have already returned), and the store's metrics.
 
 What a fault costs: a heavy replica's death retries its tickets (``max_attempts``);
 this replica's death costs nothing with a durable journal (its tickets are run again
@@ -32,83 +22,31 @@ replica are sent again to another replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import psutil
 import ray
 from pydantic import BaseModel, Field
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage import ticket_errors
-from multistage.api import ErrorBody, Prediction, TicketStatus, TicketView
+from multistage.api import TicketView
 from multistage.config import TicketPolicy
-from multistage.deadline import DeadlinePassed, seconds_left
-from multistage.errors import MultistageError
-from multistage.journal import (
-    JournalArgs,
-    JournalEntry,
-    decode_record,
-    encode_record,
-    open_journal,
-)
+from multistage.errors import one_line
+from multistage.journal import JournalArgs, open_journal
 from multistage.metrics import TicketMetrics
 from multistage.ray_private import object_ref_once_accepted
 from multistage.records import Record
-from multistage.ticket_ids import DEFAULT_TENANT, TicketIds
-from multistage.ticket_views import in_transit_view, lost_view, released_view, utc
+from multistage.ticket_ids import TicketIds
+from multistage.ticket_lifecycle import Outcome, StageTwoReplicaLost, TicketLifecycle
 from multistage.wire import StoreLoad, Submission, WaitReply
-
-# How often a wait re-reads the journal for tickets a peer holds.
-_PEER_POLL_S = 0.1
-# How long a cancel of a peer's ticket waits to see it canceled before answering 202.
-_PEER_CANCEL_WAIT_S = 5 * _PEER_POLL_S
-
-logger = logging.getLogger("ray.serve")
-
-
-class JournalUnavailable(MultistageError):
-    """The journal did not take a write: the submissions' sender tries again."""
 
 
 class StoreStats(BaseModel):
     held: int = Field(description="Tickets in memory, finished ones included.")
     unfinished: int
     rss_bytes: int = Field(description="Resident memory of the store's process.")
-
-
-@dataclass
-class _Ticket:
-    id: str
-    record: Record | None  # kept until the ticket ends, for retries
-    deadline: float | None
-    submitted_at: float  # when its ingress replica issued it
-    stage_one_label: str | None
-    request_id: str = ""  # the HTTP request that issued it
-    tenant: str = DEFAULT_TENANT
-    status: TicketStatus = "pending"
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempts: int = 0
-    # Stage two's outcomes for the call that carried this ticket, once it ended, and which
-    # one is this ticket's.
-    ref: ray.ObjectRef | None = None
-    index: int = 0
-    error: ErrorBody | None = None
-    call: _Call | None = None  # set once dispatched
-
-
-@dataclass
-class _Call:
-    """One stage-two call and the tickets it carries."""
-
-    tickets: list[_Ticket]
-    task: asyncio.Task | None = None  # held: the event loop keeps only weak references
 
 
 @serve.deployment(
@@ -126,7 +64,7 @@ class TicketStore:
         journal: JournalArgs | None = None,
     ) -> None:
         context = serve.get_replica_context()
-        self._journal_args = journal = journal or JournalArgs()
+        journal = journal or JournalArgs()
         if not journal.durable and context.world_size != 1:
             # Without a journal a ticket lives only in the memory of the replica that
             # took it: reads landing on another replica would not find it.
@@ -134,671 +72,88 @@ class TicketStore:
                 f"TicketStore with the memory journal must run one replica, "
                 f"not {context.world_size}; configure a durable journal for more"
             )
-        self._owner = context.replica_id.unique_id
-        self._journal = open_journal(journal)
-        # Changes not yet written, by ticket; and what waits for the next write.
-        self._unwritten: dict[str, JournalEntry] = {}
-        # Tickets that ended here but whose end is not yet written: they read unfinished
-        # until it is, so an answer once read never changes (were this replica to die
-        # now, another would run them again).
-        self._ends_unwritten: set[str] = set()
-        # Taken since the last write: run once the journal holds them, forgotten if it
-        # did not take them (their senders send them again, maybe to another replica).
-        self._taken_unwritten: list[_Ticket] = []
-        self._written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        # Ids issued before this moment that it has no record of were held by a replica
-        # that is gone, or are still on their way here.
-        self._started_at = time.time()
-        self._heavy = heavy
-        self._policy = policy
-        self._ids = TicketIds(secret)
-        self._tickets: dict[str, _Ticket] = {}
-        self._unfinished = 0
-        self._unfinished_by_tenant: Counter[str] = Counter()
-        # Finished tickets in finish order; with one TTL that is also release order.
-        self._finished: deque[tuple[float, str]] = deque()
-        # The latest issue time of a released ticket: unknown ids issued no later may
-        # have been released, where later ones never arrived. Ids released while their
-        # submissions could still be on their way (sent again) are remembered exactly.
-        self._released_up_to = 0.0
-        self._recently_released: dict[str, float] = {}  # id -> when it was issued
-        # Shared waits, by the ticket ids they wait on (known here or not yet).
-        self._waiters: dict[str, list[asyncio.Future]] = {}
-        self._undispatched: asyncio.Queue[_Ticket] = asyncio.Queue()
-        self._dispatcher = asyncio.create_task(self._dispatch())
-        self._reaper = asyncio.create_task(self._release_expired_forever())
         self._metrics = TicketMetrics()
+        self._tickets = TicketLifecycle(
+            owner=context.replica_id.unique_id,
+            policy=policy,
+            ids=TicketIds(secret),
+            journal=open_journal(journal),
+            journal_args=journal,
+            stage_two=_HeavyCalls(heavy),
+            metrics=self._metrics,
+        )
+        await self._tickets.start()
         self._gauges = asyncio.create_task(self._report_unfinished_forever())
-        if journal.durable:
-            await self._journal.renew_lease(self._owner, journal.lease_s)
-            await self._adopt_orphans()
-            self._writer = asyncio.create_task(self._write_forever())
-            self._lease = asyncio.create_task(self._keep_lease_forever())
-            self._cancels = asyncio.create_task(self._take_cancel_requests_forever())
 
     async def submit_many(self, submissions: list[Submission]) -> StoreLoad:
-        """Take stage-two work; answers the load, by which ingress replicas admit more.
-
-        A submission sent again (its first call's answer was lost) is taken once.
-        """
-        now = time.time()
-        for submission in submissions:
-            ticket_id = submission.ticket
-            if ticket_id not in self._tickets and ticket_id not in self._recently_released:
-                self._take(submission, now)
-        if self._journal_args.durable and not await self._next_write():
-            # Taken, and run, but not yet written: the ingress sends them again.
-            raise JournalUnavailable("the ticket journal did not take the submissions")
-        return self._load()
+        """Take stage-two work; answers the load, by which ingress replicas admit more."""
+        return await self._tickets.submit_many(submissions)
 
     async def view(self, ticket_id: str) -> TicketView | None:
         """The ticket's state now; None if this service never issued the id."""
-        return await self._view_of(ticket_id)
+        return await self._tickets.view(ticket_id)
 
     async def wait_ended(self, ticket_ids: list[str], wait_s: float) -> WaitReply:
         """Views of those of the tickets that have ended, waiting up to ``wait_s`` for one
         to end if none has; one such call serves every waiting client of an ingress replica.
         """
-        give_up_at = time.monotonic() + wait_s
-        views = await self._ended_views(ticket_ids)
-        while not views and (left := give_up_at - time.monotonic()) > 0:
-            if self._journal_args.durable and any(t not in self._tickets for t in ticket_ids):
-                left = min(left, _PEER_POLL_S)  # a peer's tickets end in the journal
-            await self._woken_or_timeout(ticket_ids, left)
-            views = await self._ended_views(ticket_ids)
-        return WaitReply(ended=views, load=self._load())
+        return await self._tickets.wait_ended(ticket_ids, wait_s)
 
     async def cancel_unstarted(self, ticket_ids: list[str]) -> None:
-        """Cancel those of the tickets that no heavy replica has started (a stream session
-        closed: nobody will read them); work already running finishes."""
-        for ticket_id in ticket_ids:
-            ticket = self._tickets.get(ticket_id)
-            if ticket is None or ticket.status == "pending":
-                self._cancel(ticket_id, "its stream session closed before stage two started")
+        """Cancel those of the tickets that stage two has not started."""
+        await self._tickets.cancel_unstarted(ticket_ids)
 
     async def cancel(self, ticket_id: str) -> TicketView | None:
-        """Cancel an unfinished ticket: unstarted work never runs, running work is cancelled
-        best-effort. Returns the ticket's state afterwards; None if never issued."""
-        if ticket_id not in self._tickets:
-            entry = (await self._journal.read([ticket_id])).get(ticket_id)
-            if entry is not None:
-                return await self._cancel_elsewhere(entry)
-        ticket = self._cancel(ticket_id, "canceled before stage two started")
-        if ticket is None:
-            return self._unrecorded(ticket_id)
-        if ticket.id in self._ends_unwritten:
-            await self._next_write()
-        return await self._view(ticket)
-
-    async def _cancel_elsewhere(self, entry: JournalEntry) -> TicketView:
-        """Cancel a ticket another replica holds: ask it through the journal, and wait a
-        moment for it to answer (it takes requests every peer poll, then writes the
-        cancel); unfinished, the view says the cancel is on its way."""
-        if entry.finished:
-            return self._journaled_view(entry)
-        await self._journal.request_cancel(entry.ticket, entry.owner)
-        give_up_at = time.monotonic() + _PEER_CANCEL_WAIT_S
-        while not entry.finished and time.monotonic() < give_up_at:
-            await asyncio.sleep(_PEER_POLL_S)
-            entry = (await self._journal.read([entry.ticket])).get(entry.ticket, entry)
-        return self._journaled_view(entry)
-
-    def _cancel(self, ticket_id: str, unstarted_reason: str) -> _Ticket | None:
-        """The ticket, canceled unless it had ended; None if this replica holds no record
-        of it and it is not on its way here."""
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            unrecorded = self._unrecorded(ticket_id)
-            if unrecorded is None or unrecorded.status != "pending":
-                return None
-            # On its way here: its submission will find it canceled, and be dropped.
-            ticket = self._record(ticket_id, None, None, self._ids.issued_at(ticket_id), None)
-            self._count_unfinished(ticket, 1)
-            self._finish(ticket, "canceled", ticket_errors.canceled(unstarted_reason))
-        elif ticket.finished_at is None:
-            started = ticket.status == "running"
-            why = "canceled by the client" if started else unstarted_reason
-            self._finish(ticket, "canceled", ticket_errors.canceled(why))
-            call = ticket.call
-            if call is not None and all(t.finished_at is not None for t in call.tickets):
-                call.task.cancel()  # no one is left waiting for this call
-        return ticket
+        """Cancel an unfinished ticket; its state afterwards, None if never issued."""
+        return await self._tickets.cancel(ticket_id)
 
     async def stats(self) -> StoreStats:
         return StoreStats(
-            held=len(self._tickets),
-            unfinished=self._unfinished,
+            held=self._tickets.held,
+            unfinished=self._tickets.unfinished,
             rss_bytes=psutil.Process().memory_info().rss,
         )
 
-    def _take(self, submission: Submission, now: float) -> None:
-        issued_at = self._ids.issued_at(submission.ticket)
-        if issued_at is None or not self._accepts_issued_at(issued_at, now):
-            # Too late: reads of it may already have answered 'lost', and must stay true.
-            logger.warning(
-                "a submission reached the ticket store too late; its ticket reads 'lost'",
-                extra={"ticket": submission.ticket},
-            )
-            return
-        ticket = self._record(
-            submission.ticket,
-            submission.record,
-            submission.deadline,
-            issued_at,
-            submission.stage_one_label,
-            submission.request_id,
-            submission.tenant,
-        )
-        self._count_unfinished(ticket, 1)
-        self._note(ticket, with_record=True)
-        # Admitted by an ingress replica's estimate, refused here, where counts are exact.
-        if self._unfinished > self._policy.max_unfinished:
-            self._refuse(ticket, ticket_errors.stage_two_full(self._policy.max_unfinished))
-        elif self._past_tenant_limit(ticket, submission.tenant_limit):
-            self._refuse(ticket, ticket_errors.tenant_full(ticket.tenant, submission.tenant_limit))
-        if self._journal_args.durable:
-            self._taken_unwritten.append(ticket)
-        elif ticket.finished_at is None:
-            self._undispatched.put_nowait(ticket)
-
-    def _count_unfinished(self, ticket: _Ticket, change: int) -> None:
-        self._unfinished += change
-        self._unfinished_by_tenant[ticket.tenant] += change
-
-    def _past_tenant_limit(self, ticket: _Ticket, limit: int | None) -> bool:
-        return limit is not None and self._unfinished_by_tenant[ticket.tenant] > limit
-
-    def _refuse(self, ticket: _Ticket, why: ErrorBody) -> None:
-        self._metrics.rejected(why.error, ticket.tenant)
-        self._finish(ticket, "rejected", why)
-
-    def _accepts_issued_at(self, issued_at: float, now: float) -> bool:
-        if now - issued_at > self._policy.submission_timeout_s:
-            return False
-        # Issued before this replica started: its submission was sent again after the
-        # previous replica failed to take it, and is welcome within the grace.
-        return issued_at >= self._started_at or now <= self._resubmissions_end
-
-    @property
-    def _longest_life_s(self) -> float:
-        """From issue to release, at the longest: the journal keeps a finished ticket as
-        long, so an id it does not hold within that time never reached a store."""
-        return self._policy.timeout_s + self._policy.result_ttl_s
-
-    @property
-    def _resubmissions_end(self) -> float:
-        return self._started_at + self._policy.resubmit_grace_s
-
-    def _record(
-        self,
-        ticket_id: str,
-        record: Record | None,
-        deadline: float | None,
-        issued_at: float,
-        stage_one_label: str | None,
-        request_id: str = "",
-        tenant: str = DEFAULT_TENANT,
-    ) -> _Ticket:
-        self._make_room()
-        ticket = _Ticket(
-            ticket_id, record, deadline, issued_at, stage_one_label, request_id, tenant
-        )
-        self._tickets[ticket_id] = ticket
-        return ticket
-
-    def _load(self) -> StoreLoad:
-        return StoreLoad(unfinished=self._unfinished, max_unfinished=self._policy.max_unfinished)
-
-    async def _ended_views(self, ticket_ids: list[str]) -> list[TicketView]:
-        """Views of those of the tickets that have ended: here, in the journal, or before
-        they could arrive."""
-        held = [self._tickets[t] for t in ticket_ids if t in self._tickets]
-        views = list(await asyncio.gather(*(self._view(t) for t in held if self._has_ended(t))))
-        others = [t for t in ticket_ids if t not in self._tickets]
-        entries = await self._journal.read(others) if others else {}
-        for ticket_id in others:
-            if (entry := entries.get(ticket_id)) is not None:
-                if entry.finished:
-                    views.append(self._journaled_view(entry))
-            elif (view := self._unrecorded(ticket_id)) and view.status != "pending":
-                views.append(view)
-        return views
-
-    async def _woken_or_timeout(self, ticket_ids: list[str], timeout_s: float) -> None:
-        """Until one of the tickets held here ends, or ``timeout_s`` passes."""
-        woken = asyncio.get_running_loop().create_future()
-        for ticket_id in ticket_ids:
-            self._waiters.setdefault(ticket_id, []).append(woken)
-        try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(woken, timeout=timeout_s)
-        finally:
-            self._stop_waiting(ticket_ids, woken)
-
-    async def _view_of(self, ticket_id: str) -> TicketView | None:
-        ticket = self._tickets.get(ticket_id)
-        if ticket is not None:
-            return await self._view(ticket)
-        entry = (await self._journal.read([ticket_id])).get(ticket_id)
-        return self._journaled_view(entry) if entry is not None else self._unrecorded(ticket_id)
-
-    def _stop_waiting(self, ticket_ids: list[str], woken: asyncio.Future) -> None:
-        for ticket_id in ticket_ids:
-            waiting = self._waiters.get(ticket_id)
-            if waiting is not None:
-                with contextlib.suppress(ValueError):
-                    waiting.remove(woken)
-                if not waiting:
-                    del self._waiters[ticket_id]
-
-    async def _dispatch(self) -> None:
-        """Tickets waiting when a call leaves share it, up to ``records_per_call``."""
-        while True:
-            waiting = [await self._undispatched.get()]
-            if self._undispatched.qsize() + 1 < self._policy.records_per_call:
-                # Not a full call yet: let others join. A full one leaves at once, so the
-                # wait never caps throughput.
-                await asyncio.sleep(self._policy.dispatch_wait_s)
-            while len(waiting) < self._policy.records_per_call and not self._undispatched.empty():
-                waiting.append(self._undispatched.get_nowait())
-            call = _Call([t for t in waiting if t.finished_at is None])  # not canceled meanwhile
-            if call.tickets:
-                logger.info("stage two call", extra={"tickets": [t.id for t in call.tickets]})
-                # Created here, the task (and the calls it makes) belong to no client's request.
-                call.task = asyncio.create_task(self._follow(call))
-                for ticket in call.tickets:
-                    ticket.call = call
-
-    async def _follow(self, call: _Call) -> None:
-        """Run the call's stage two to an end: every ticket finishes, none hangs."""
-        status: TicketStatus
-        try:
-            timeout_at = call.tickets[0].submitted_at + self._policy.timeout_s
-            await asyncio.wait_for(self._attempt_until_settled(call), seconds_left(timeout_at))
-            return
-        except asyncio.TimeoutError:
-            status, error = "failed", ticket_errors.timed_out(self._policy.timeout_s)
-        except asyncio.CancelledError:
-            status, error = "canceled", ticket_errors.canceled("canceled by the client")
-        except Exception:  # noqa: BLE001 - any failure ends the ticket; its cause goes to the log
-            logger.exception(
-                "stage two failed for a call", extra={"tickets": [t.id for t in call.tickets]}
-            )
-            status, error = "failed", ticket_errors.stage_two_error()
-        self._finish_unfinished(call.tickets, status, error)
-
-    async def _attempt_until_settled(self, call: _Call) -> None:
-        """Call stage two, again when a heavy replica dies under the call (not when the model
-        fails: that answer would be the same). Attempts count per ticket: a ticket taken
-        from a store replica that is gone brings the attempts made there."""
-        while True:
-            tickets = [t for t in call.tickets if t.finished_at is None]
-            attempts = self._policy.max_attempts
-            spent = [t for t in tickets if t.attempts >= attempts]
-            self._finish_unfinished(spent, "failed", ticket_errors.replica_lost(attempts))
-            tickets = [t for t in tickets if t.attempts < attempts]
-            if not tickets:
-                return
-            for ticket in tickets:
-                ticket.attempts += 1  # written with its start: a run not started is not one
-            records = [t.record for t in tickets]
-            response = self._heavy.predict_many.remote(
-                records, [t.deadline for t in tickets], [t.id for t in tickets]
-            )
-            try:
-                ref = await _accepted(response, _latest([t.deadline for t in tickets]))
-                now = time.time()
-                for ticket in tickets:
-                    if ticket.finished_at is None:  # else canceled while the call waited
-                        ticket.status, ticket.started_at = "running", ticket.started_at or now
-                        self._note(ticket)
-                outcomes = await ref
-            except asyncio.CancelledError:
-                response.cancel()
-                raise
-            except DeadlinePassed:
-                self._finish_unfinished(tickets, "expired", ticket_errors.deadline_passed())
-                return
-            except RayActorError as error:
-                logger.warning(
-                    "stage two's replica died under a call; trying again",
-                    extra={"tickets": [t.id for t in tickets], "error": _reason(error)},
-                )
-                for ticket in tickets:
-                    ticket.status = "pending"
-                continue
-            for index, (ticket, outcome) in enumerate(zip(tickets, outcomes, strict=True)):
-                if ticket.finished_at is None:  # else canceled while the call ran
-                    ticket.ref, ticket.index = ref, index
-                    if isinstance(outcome, Prediction):
-                        self._compare(ticket, outcome.label)
-                    self._finish(ticket, *_ending(outcome))
-            return
-
-    def _finish_unfinished(
-        self, tickets: list[_Ticket], status: TicketStatus, error: ErrorBody | None
-    ) -> None:
-        for ticket in tickets:
-            if ticket.finished_at is None:
-                self._finish(ticket, status, error)
-
-    def _finish(
-        self,
-        ticket: _Ticket,
-        status: TicketStatus,
-        error: ErrorBody | None,
-        result: Prediction | None = None,
-    ) -> None:
-        ticket.status, ticket.error = status, error
-        ticket.finished_at = time.time()
-        ticket.record = None
-        if status != "completed":
-            ticket.ref = None
-        self._note(ticket, result)
-        self._count_unfinished(ticket, -1)
-        self._finished.append((ticket.finished_at + self._policy.result_ttl_s, ticket.id))
-        if not self._journal_args.durable:
-            self._wake(ticket.id)
-        time_to_result_ms = (ticket.finished_at - ticket.submitted_at) * 1000
-        self._metrics.finished(status, time_to_result_ms if status == "completed" else None)
-        logger.info(
-            "ticket finished",
-            extra={
-                "ticket": ticket.id,
-                "http_request_id": ticket.request_id,
-                "status": status,
-                "error": error and error.error,
-                "time_to_result_ms": round(time_to_result_ms, 3),
-            },
-        )
-
-    def _wake(self, ticket_id: str) -> None:
-        for woken in self._waiters.pop(ticket_id, ()):
-            if not woken.done():
-                woken.set_result(None)
-
-    def _has_ended(self, ticket: _Ticket) -> bool:
-        """Whether the ticket reads ended: it did, and the journal (if any) says so."""
-        return ticket.finished_at is not None and ticket.id not in self._ends_unwritten
-
-    def _note(
-        self, ticket: _Ticket, result: Prediction | None = None, with_record: bool = False
-    ) -> None:
-        """Write the ticket's change to the journal with the next batch; its record goes
-        with its first entry only (the journal keeps it until the ticket ends)."""
-        if not self._journal_args.durable:
-            return
-        entry = self._entry(ticket, result)
-        if with_record and ticket.record is not None:
-            entry.record = encode_record(ticket.record)
-        elif (earlier := self._unwritten.get(ticket.id)) is not None and not entry.finished:
-            entry.record = earlier.record  # the first entry, not written yet: keep its record
-        if entry.finished:
-            self._ends_unwritten.add(ticket.id)
-        self._unwritten[ticket.id] = entry
-
-    def _entry(self, ticket: _Ticket, result: Prediction | None) -> JournalEntry:
-        return JournalEntry(
-            ticket=ticket.id,
-            owner=self._owner,
-            status=ticket.status,
-            submitted_at=ticket.submitted_at,
-            started_at=ticket.started_at,
-            finished_at=ticket.finished_at,
-            attempts=ticket.attempts,
-            error=ticket.error,
-            deadline=ticket.deadline,
-            stage_one_label=ticket.stage_one_label,
-            request_id=ticket.request_id,
-            tenant=ticket.tenant,
-            result=result,
-        )
-
-    async def _next_write(self) -> bool:
-        """Whether the next batch written to the journal (holding every change so far)
-        was taken."""
-        return await asyncio.shield(self._written)
-
-    async def _write_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._journal_args.flush_every_s)
-            if not self._unwritten:
-                continue
-            batch, self._unwritten = self._unwritten, {}
-            taken, self._taken_unwritten = self._taken_unwritten, []
-            written = self._written
-            self._written = asyncio.get_running_loop().create_future()
-            try:
-                refused = await self._journal.write(list(batch.values()), self._longest_life_s)
-            except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
-                logger.warning("the ticket journal did not take a write: %s", _reason(error))
-                for ticket in taken:
-                    self._let_go(ticket)
-                    batch.pop(ticket.id, None)
-                self._unwritten = batch | self._unwritten  # later changes win
-                written.set_result(False)
-            else:
-                self._written_down(batch, refused)
-                for ticket in taken:
-                    if ticket.finished_at is None:
-                        self._undispatched.put_nowait(ticket)
-                written.set_result(True)
-
-    def _written_down(self, batch: dict[str, JournalEntry], refused: set[str]) -> None:
-        """Show the ends the journal now holds; give up the tickets it said are not ours."""
-        for ticket_id in refused:
-            logger.warning(
-                "the ticket journal holds a ticket as another replica's; gave it up",
-                extra={"ticket": ticket_id},
-            )
-            self._ends_unwritten.discard(ticket_id)  # released meanwhile, it may be held no more
-            if (ticket := self._tickets.get(ticket_id)) is not None:
-                self._let_go(ticket)
-        for entry in batch.values():
-            if entry.finished and entry.ticket not in refused:
-                self._ends_unwritten.discard(entry.ticket)
-                self._wake(entry.ticket)
-
-    def _let_go(self, ticket: _Ticket) -> None:
-        """Drop a ticket this replica will not run: taken but never written (its sender
-        sends it again, maybe to another replica), or refused by the journal (another
-        replica took it over, this one thought gone, or ended it first). Its reads are
-        answered from the journal or its id from now on; its run here, if any, stops."""
-        if self._tickets.get(ticket.id) is ticket:
-            del self._tickets[ticket.id]
-            self._unwritten.pop(ticket.id, None)
-            self._ends_unwritten.discard(ticket.id)
-        if ticket.finished_at is None:
-            ticket.finished_at = time.time()  # every path skips it from now on
-            self._count_unfinished(ticket, -1)
-            call = ticket.call
-            if call is not None and all(t.finished_at is not None for t in call.tickets):
-                call.task.cancel()
-        self._wake(ticket.id)
-
-    async def _keep_lease_forever(self) -> None:
-        """Renew this replica's lease and take the tickets of owners whose lease lapsed."""
-        lease_s = self._journal_args.lease_s
-        while True:
-            await asyncio.sleep(lease_s / 4)
-            try:
-                await self._journal.renew_lease(self._owner, lease_s)
-                await self._adopt_orphans()
-            except Exception as error:  # noqa: BLE001 - a journal that is down: try again
-                logger.warning("the ticket journal did not renew a lease: %s", _reason(error))
-
-    async def _take_cancel_requests_forever(self) -> None:
-        """Cancel those of this replica's tickets that other replicas were asked to cancel,
-        as often as a wait reads a peer's ticket: a cancel must beat the ticket's start."""
-        while True:
-            await asyncio.sleep(_PEER_POLL_S)
-            try:
-                for ticket_id in await self._journal.take_cancel_requests(self._owner):
-                    self._cancel(ticket_id, "canceled before stage two started")
-            except Exception as error:  # noqa: BLE001 - a journal that is down: try again
-                logger.warning("the ticket journal did not answer: %s", _reason(error))
-
-    async def _adopt_orphans(self) -> None:
-        """Run again the unfinished tickets of store replicas that are gone."""
-        entries = await self._journal.take_orphans(self._owner)
-        adopted = [e for e in entries if e.ticket not in self._tickets and e.record is not None]
-        for entry in adopted:
-            ticket = self._record(
-                entry.ticket,
-                decode_record(entry.record),
-                entry.deadline,
-                entry.submitted_at,
-                entry.stage_one_label,
-                entry.request_id,
-                entry.tenant,
-            )
-            ticket.attempts = entry.attempts
-            self._count_unfinished(ticket, 1)
-            self._note(ticket)
-            self._undispatched.put_nowait(ticket)
-        if adopted:
-            logger.warning(
-                "took the unfinished tickets of a ticket store replica that is gone",
-                extra={"tickets": [e.ticket for e in adopted]},
-            )
-
-    def _compare(self, ticket: _Ticket, stage_two_label: str) -> None:
-        """Count the ticket for the revision metric: did stage two change stage one's label?"""
-        if ticket.stage_one_label is not None:
-            self._metrics.compared(ticket.stage_one_label, stage_two_label)
-
-    async def _view(self, ticket: _Ticket) -> TicketView:
-        if ticket.id in self._ends_unwritten:
-            return _unfinished_view(ticket)
-        if self._past_ttl(ticket.finished_at):  # exact, though the reaper comes by later
-            return released_view(ticket.id, ticket.submitted_at)
-        result = (await ticket.ref)[ticket.index] if ticket.status == "completed" else None
-        return _ticket_view(ticket.id, ticket, result)
-
-    def _past_ttl(self, finished_at: float | None) -> bool:
-        return finished_at is not None and finished_at + self._policy.result_ttl_s <= time.time()
-
-    def _journaled_view(self, entry: JournalEntry) -> TicketView:
-        """A ticket's view from its journal entry. One finished longer ago than the TTL
-        reads released: the entry outlives it (``_longest_life_s``) only so that an id the
-        journal does not hold can be told to have never arrived."""
-        if self._past_ttl(entry.finished_at):
-            return released_view(entry.ticket, entry.submitted_at)
-        return _ticket_view(entry.ticket, entry, entry.result)
-
-    def _unrecorded(self, ticket_id: str) -> TicketView | None:
-        """What became of a ticket this replica holds no record of; None if never issued."""
-        issued_at = self._ids.issued_at(ticket_id)
-        if issued_at is None:
-            return None
-        if ticket_id in self._recently_released:
-            return released_view(ticket_id, issued_at)
-        now = time.time()
-        if now - issued_at <= self._policy.submission_timeout_s and (
-            issued_at >= self._started_at or now <= self._resubmissions_end
-        ):
-            return in_transit_view(ticket_id, issued_at)
-        durable = self._journal_args.durable
-        if issued_at + self._longest_life_s <= now and (durable or issued_at < self._started_at):
-            return released_view(ticket_id, issued_at)
-        if issued_at < self._started_at and not durable:
-            return lost_view(ticket_id, issued_at, "the ticket store restarted after it")
-        if issued_at <= self._released_up_to:
-            return released_view(ticket_id, issued_at)
-        return lost_view(ticket_id, issued_at, "its submission never reached the ticket store")
-
-    def _make_room(self) -> None:
-        """Release the oldest finished tickets while the store is full."""
-        while len(self._tickets) >= self._policy.max_held and self._finished:
-            self._release_oldest()
-
-    async def _release_expired_forever(self) -> None:
-        interval = min(1.0, self._policy.result_ttl_s / 2)
-        while True:
-            now = time.time()
-            while self._finished and self._finished[0][0] <= now:
-                self._release_oldest()
-            in_transit_since = now - self._policy.submission_timeout_s
-            self._recently_released = {
-                ticket_id: issued_at
-                for ticket_id, issued_at in self._recently_released.items()
-                if issued_at >= in_transit_since
-            }
-            await asyncio.sleep(interval)
-
     async def _report_unfinished_forever(self) -> None:
         while True:
-            self._metrics.unfinished(self._unfinished)
+            self._metrics.unfinished(self._tickets.unfinished)
             await asyncio.sleep(1.0)
 
-    def _release_oldest(self) -> None:
-        # Dropping a ticket drops its ref, which frees stage two's result in Ray.
-        _, ticket_id = self._finished.popleft()
-        ticket = self._tickets.pop(ticket_id, None)
-        if ticket is not None:
-            self._released_up_to = max(self._released_up_to, ticket.submitted_at)
-            if time.time() - ticket.submitted_at <= self._policy.submission_timeout_s:
-                self._recently_released[ticket_id] = ticket.submitted_at
+
+class _HeavyCalls:
+    """Stage two: calls to the heavy deployment's ``predict_many``."""
+
+    def __init__(self, heavy: DeploymentHandle) -> None:
+        self._heavy = heavy
+
+    def __call__(
+        self, records: list[Record], deadlines: list[float | None], tickets: list[str]
+    ) -> _HeavyCall:
+        return _HeavyCall(self._heavy.predict_many.remote(records, deadlines, tickets))
 
 
-async def _accepted(response: DeploymentResponse, deadline: float | None) -> ray.ObjectRef:
-    """The call's result ref, once a heavy replica takes it; cancelled at the deadline."""
-    if deadline is None:
-        return await object_ref_once_accepted(response)
-    try:
-        return await asyncio.wait_for(object_ref_once_accepted(response), seconds_left(deadline))
-    except asyncio.TimeoutError:
-        response.cancel()
-        raise DeadlinePassed() from None
+class _HeavyCall:
+    """One call to the heavy deployment. Its result stays in Ray's object store, held by
+    reference (dropping the last ticket that holds this call frees it)."""
 
+    def __init__(self, response: DeploymentResponse) -> None:
+        self._response: DeploymentResponse | None = response
+        self._ref: ray.ObjectRef | None = None
 
-def _ticket_view(
-    ticket_id: str, state: _Ticket | JournalEntry, result: Prediction | None
-) -> TicketView:
-    """A ticket's view, from this replica's record of it or from its journal entry (held
-    by a peer, or by a replica gone): both carry the same fields."""
-    view = TicketView(
-        ticket=ticket_id,
-        status=state.status,
-        submitted_at=utc(state.submitted_at),
-        started_at=utc(state.started_at),
-        finished_at=utc(state.finished_at),
-        attempts=state.attempts,
-        error=state.error,
-    )
-    if result is not None and state.finished_at is not None:
-        latency_ms = (state.finished_at - state.submitted_at) * 1000
-        view.result = result.model_copy(update={"latency_ms": round(latency_ms, 3)})
-    return view
+    async def accepted(self) -> None:
+        try:
+            self._ref = await object_ref_once_accepted(self._response)
+        except RayActorError as error:
+            raise StageTwoReplicaLost(one_line(error)) from None
 
+    async def outcomes(self) -> Sequence[Outcome]:
+        try:
+            outcomes = await self._ref
+        except RayActorError as error:
+            raise StageTwoReplicaLost(one_line(error)) from None
+        self._response = None  # ended: nothing left to cancel
+        return outcomes
 
-def _unfinished_view(ticket: _Ticket) -> TicketView:
-    """A ticket that ended here, as it read before: its end is not written yet."""
-    return TicketView(
-        ticket=ticket.id,
-        status="running" if ticket.started_at else "pending",
-        submitted_at=utc(ticket.submitted_at),
-        started_at=utc(ticket.started_at),
-        attempts=ticket.attempts,
-    )
-
-
-def _ending(
-    outcome: Prediction | ErrorBody,
-) -> tuple[TicketStatus, ErrorBody | None, Prediction | None]:
-    """How a ticket ends, given its record's outcome from the heavy model."""
-    if isinstance(outcome, Prediction):
-        return "completed", None, outcome
-    expired = outcome.error == ticket_errors.DEADLINE_PASSED
-    return ("expired" if expired else "failed"), outcome, None
-
-
-def _latest(deadlines: list[float | None]) -> float | None:
-    """The deadline a shared call must be taken by: the latest, or none if any has none."""
-    return None if None in deadlines else max(deadlines)
-
-
-def _reason(error: Exception) -> str:
-    """One line for the log saying what failed, without a remote traceback."""
-    cause = error.cause if isinstance(error, RayTaskError) else error
-    return f"{type(cause).__name__}: {cause}"[:500]
+    def cancel(self) -> None:
+        if self._response is not None:
+            self._response.cancel()

@@ -22,3 +22,8 @@ def _rebuild(cls: type[MultistageError], args: tuple, state: dict) -> Multistage
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+def one_line(error: BaseException) -> str:
+    """What failed, in one line for a log (a remote traceback's lines joined, cut short)."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:500]

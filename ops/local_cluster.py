@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from ray.serve.schema import ServeDeploySchema
 from multistage.ray_private import serve_start
 from ops import haproxy
 from ops.cluster_env import Proxy, local_cluster_env
+from ops.ports import free_port
 
 
 @contextlib.contextmanager
@@ -125,13 +125,6 @@ def kill(actors: list[ray.actor.ActorHandle]) -> int:
 def kill_replicas(app: str, deployment: str) -> int:
     """SIGKILL every replica of a deployment; how many there were."""
     return kill(replica_actors(app, deployment))
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now, for a Serve proxy of our own."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _running(apps: set[str]) -> bool:

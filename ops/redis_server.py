@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from ops.local_cluster import free_port
+from ops.ports import free_port
 
 
 def redis_binary() -> str | None:

@@ -33,13 +33,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 import yaml
 
-from demo.net import build_model
-from demo.train import train_all
 from multistage.schema import RecordSchema
-from ops.local_cluster import deploy_config, free_port, local_cluster
+from ops.ports import free_port
 from ops.redis_server import RedisServer, redis_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +63,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> Path:
+    # Imported here, as Ray is below: the unit tests (tests/unit) load this file too, and
+    # import neither torch nor Ray.
+    import torch
+
+    from demo.net import build_model
+    from demo.train import train_all
+
     out = tmp_path_factory.mktemp("artifacts")
     train_all(out, train_size=2000, test_size=200, epochs=1, seed=0)
     # An untrained wide network: real compute, no training time.
@@ -137,6 +141,8 @@ def metrics_port() -> int:
 @pytest.fixture(scope="session")
 def haproxy_dir(service_config, metrics_port) -> Path:
     """The session's local cluster, behind HAProxy: the folder of HAProxy's files."""
+    from ops.local_cluster import local_cluster
+
     with local_cluster(
         extra_env={"MULTISTAGE_TICKET_SECRET": TICKET_SECRET.hex()},
         num_cpus=8,
@@ -151,6 +157,8 @@ def haproxy_dir(service_config, metrics_port) -> Path:
 @pytest.fixture(scope="session")
 def serve_url(haproxy_dir, service_config) -> str:
     """Base URL of the live service (HAProxy) running the test applications."""
+    from ops.local_cluster import deploy_config
+
     deploy_config(service_config)
     return f"http://127.0.0.1:{service_config['http_options']['port']}"
 
@@ -164,6 +172,8 @@ def metrics_url(serve_url, metrics_port) -> str:
 @pytest.fixture(scope="session")
 def redeploy(serve_url):
     """Apply a changed config to the running cluster, as `serve deploy` would."""
+    from ops.local_cluster import deploy_config
+
     return deploy_config
 
 

@@ -23,6 +23,7 @@ EXAMPLES = {
     "DeadlinePassed": (),
     "StageTwoError": (_ERROR,),
     "JournalUnavailable": ("the ticket journal did not take the submissions",),
+    "StageTwoReplicaLost": ("ActorDiedError: the replica died",),
     "BodyTooLarge": (1024,),
     "UnsupportedMediaType": ("text/plain",),
     "RetryLater": ("try again", 3),

@@ -21,7 +21,8 @@ from ray import serve
 from ray.cluster_utils import Cluster
 from support import wait_until_ended
 
-from ops.local_cluster import cluster_environment, deploy_config, free_port, replica_actors
+from ops.local_cluster import cluster_environment, deploy_config, replica_actors
+from ops.ports import free_port
 
 # Runs before the session's cluster starts: a driver connects to one cluster at a time.
 pytestmark = pytest.mark.own_cluster

@@ -11,7 +11,8 @@ from support import wait_until_ended
 from websockets.sync.client import connect
 
 from multistage import paths
-from ops.local_cluster import deploy_config, free_port, local_cluster
+from ops.local_cluster import deploy_config, local_cluster
+from ops.ports import free_port
 
 # Runs before the session's cluster starts: a driver connects to one cluster at a time.
 pytestmark = pytest.mark.own_cluster

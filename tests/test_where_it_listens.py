@@ -19,7 +19,7 @@ from support import wait_for_condition, wait_until_ended
 
 from benchmarks.serve_process import serve_run
 from ops import haproxy
-from ops.local_cluster import free_port
+from ops.ports import free_port
 
 WRAPPER = ROOT / "ops" / "haproxy-bind-as-configured"
 # The lines of HAProxy's config that Ray 2.60 writes for these listeners, trimmed.

@@ -1,0 +1,1 @@
+"""Unit tests: plain Python, no Ray, in seconds (``pytest tests/unit``)."""

@@ -1,0 +1,108 @@
+"""Stage two as the ticket lifecycle sees it (``multistage.ticket_lifecycle.StageTwo``),
+scripted: each call is answered by what the test says, or held until it says so."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from multistage.api import ErrorBody, ModelInfo, Prediction
+from multistage.records import Record
+from multistage.ticket_lifecycle import Outcome, StageTwoReplicaLost
+
+MODEL = ModelInfo(name="scripted", version="1")
+
+
+def predicted(label: str = "ok") -> Prediction:
+    return Prediction(label=label, scores={label: 1.0}, model=MODEL, latency_ms=1.0)
+
+
+@dataclass
+class Call:
+    """One call made to the scripted stage two."""
+
+    tickets: list[str]
+    deadlines: list[float | None]
+    accept: asyncio.Event = field(default_factory=asyncio.Event)
+    finish: asyncio.Event = field(default_factory=asyncio.Event)
+    canceled: bool = False
+    lost: bool = False  # its replica dies under it
+    failure: Exception | None = None  # it raises this
+    answers: list[Outcome] | None = None
+
+    async def accepted(self) -> None:
+        await self.accept.wait()
+        if self.lost:
+            raise StageTwoReplicaLost("the replica died")
+
+    async def outcomes(self) -> Sequence[Outcome]:
+        await self.finish.wait()
+        if self.lost:
+            raise StageTwoReplicaLost("the replica died")
+        if self.failure is not None:
+            raise self.failure
+        return self.answers
+
+    def cancel(self) -> None:
+        self.canceled = True
+
+
+class ScriptedStageTwo:
+    """Answers each call with ``answer(call)`` at once (by default: a prediction per
+    record); with ``hold=True`` a call waits until the test accepts and finishes it."""
+
+    def __init__(self, answer: Callable[[Call], None] | None = None, hold: bool = False):
+        self.calls: list[Call] = []
+        self._answer = answer or answer_predictions
+        self._hold = hold
+        self._made = asyncio.Condition()
+
+    def __call__(
+        self, records: list[Record], deadlines: list[float | None], tickets: list[str]
+    ) -> Call:
+        assert all(record is not None for record in records)
+        call = Call(tickets=list(tickets), deadlines=list(deadlines))
+        self.calls.append(call)
+        if not self._hold:
+            self._answer(call)
+            call.accept.set()
+            call.finish.set()
+        asyncio.get_running_loop().create_task(self._notify())
+        return call
+
+    async def _notify(self) -> None:
+        async with self._made:
+            self._made.notify_all()
+
+    async def next_call(self, count: int = 1, timeout_s: float = 5) -> Call:
+        """The ``count``-th call made (1: the first), once it is."""
+
+        async def made() -> None:
+            async with self._made:
+                await self._made.wait_for(lambda: len(self.calls) >= count)
+
+        await asyncio.wait_for(made(), timeout_s)
+        return self.calls[count - 1]
+
+    @property
+    def tickets_run(self) -> list[str]:
+        return [ticket for call in self.calls for ticket in call.tickets]
+
+
+def answer_predictions(call: Call) -> None:
+    call.answers = [predicted() for _ in call.tickets]
+
+
+def answer_errors(error: ErrorBody) -> Callable[[Call], None]:
+    def answer(call: Call) -> None:
+        call.answers = [error for _ in call.tickets]
+
+    return answer
+
+
+def release(call: Call, answer: Callable[[Call], None] = answer_predictions) -> None:
+    """Let a held call be taken and end with ``answer``."""
+    answer(call)
+    call.accept.set()
+    call.finish.set()
