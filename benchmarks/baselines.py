@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from graphs.multistage import AppArgs, bind_heavy, model_infos
-from multistage import paths
+from multistage.client import paths
 from multistage.model_io import load_booster, xgboost_probabilities
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema

@@ -59,7 +59,7 @@ from benchmarks.load import LoadResult, run_locust
 from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
 from demo.net import build_model
-from multistage import paths
+from multistage.client import paths
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import new_secret
 from ops.local_cluster import deploy_config, local_cluster

@@ -39,8 +39,8 @@ from httpx_sse import aconnect_sse
 
 from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
 from benchmarks.serve_process import wait_healthy
-from multistage import paths
-from multistage.api import UNFINISHED
+from multistage.client import paths
+from multistage.client.models import UNFINISHED
 from multistage.schema import RecordSchema
 from ops import haproxy
 from ops.local_cluster import (

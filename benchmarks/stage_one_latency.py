@@ -14,7 +14,7 @@ import time
 import httpx
 
 from benchmarks.report import percentiles, run_benchmark
-from multistage import paths
+from multistage.client import paths
 
 WARMUP = 20
 

@@ -13,7 +13,7 @@ import httpx
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from multistage import paths
+from multistage.client import paths
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema
 from multistage.ticket_ids import TicketIds

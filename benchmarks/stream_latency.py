@@ -14,7 +14,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from benchmarks.report import percentiles, run_benchmark
-from multistage import paths
+from multistage.client import paths
 
 WARMUP = 10
 

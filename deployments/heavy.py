@@ -22,11 +22,11 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from multistage import ticket_errors
-from multistage.api import ErrorBody, ModelInfo, Prediction
 from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
+from multistage.client.errors import MultistageError
+from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.deadline import has_passed
-from multistage.errors import MultistageError
-from multistage.model_io import heavy_inputs, load_heavy_module
+from multistage.model_io import heavy_inputs, load_heavy_module, prediction_from_probabilities
 from multistage.records import Record
 from multistage.schema import RecordSchema
 
@@ -183,7 +183,7 @@ class HeavyModel:
         probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
         elapsed_ms = (time.perf_counter() - started) * 1000
         return [
-            Prediction.from_probabilities(
+            prediction_from_probabilities(
                 p,
                 self._schema.classes,
                 self._info,

@@ -29,8 +29,9 @@ from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from multistage import paths
-from multistage.api import (
+from multistage.auth import AuthArgs, load_tenants, tenant_of
+from multistage.client import paths
+from multistage.client.models import (
     GONE,
     UNFINISHED,
     BatchItem,
@@ -42,7 +43,6 @@ from multistage.api import (
     StageTwoStatus,
     TicketView,
 )
-from multistage.auth import AuthArgs, load_tenants, tenant_of
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.health import Health, HealthReadings
 from multistage.http_app import build_http_app

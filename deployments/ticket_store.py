@@ -31,9 +31,9 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage.api import TicketView
+from multistage.client.errors import one_line
+from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
-from multistage.errors import one_line
 from multistage.journal import JournalArgs, open_journal
 from multistage.metrics import TicketMetrics
 from multistage.ray_private import object_ref_once_accepted

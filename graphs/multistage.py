@@ -20,8 +20,8 @@ from ray.serve import Application
 from deployments.heavy import HeavyModel, Precision
 from deployments.ingress import Ingress
 from deployments.ticket_store import TicketStore
-from multistage.api import ModelInfo
 from multistage.auth import AuthArgs
+from multistage.client.models import ModelInfo
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.journal import JournalArgs
 from multistage.model_io import file_version

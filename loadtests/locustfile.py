@@ -47,8 +47,8 @@ from locust import FastHttpUser, User, between, constant_throughput, events, tas
 from locust.runners import WorkerRunner
 
 from demo.data import CLASSES, generate
-from multistage import paths
-from multistage.api import UNFINISHED
+from multistage.client import paths
+from multistage.client.models import UNFINISHED
 
 POLL_WAIT_S = 10
 

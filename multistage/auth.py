@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 
-from multistage import paths
-from multistage.api import ErrorBody
+from multistage.client import paths
+from multistage.client.models import ErrorBody
 from multistage.tenants import Tenants, TenantsFromFile
 from multistage.ticket_ids import DEFAULT_TENANT
 

@@ -12,9 +12,15 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from multistage import paths
-from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
 from multistage.auth import PROTECTED_PREFIX, ApiKeyAuth
+from multistage.client import paths
+from multistage.client.models import (
+    BatchResponse,
+    ErrorBody,
+    ModelsResponse,
+    PredictResponse,
+    TicketView,
+)
 from multistage.http_errors import install_error_handlers
 from multistage.tenants import Tenants
 

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from multistage.api import ErrorBody, FieldProblem
-from multistage.errors import MultistageError
+from multistage.client.errors import MultistageError
+from multistage.client.models import ErrorBody, FieldProblem
 from multistage.records import InvalidRecord
 
 logger = logging.getLogger("ray.serve")

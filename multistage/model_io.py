@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xgboost as xgb
 
+from multistage.client.models import ModelInfo, Prediction
 from multistage.schema import RecordSchema
 
 
@@ -82,3 +83,22 @@ def heavy_inputs(
     for text in schema.texts:
         inputs[text.field] = torch.from_numpy(np.ascontiguousarray(texts[text.field])).to(device)
     return inputs
+
+
+def prediction_from_probabilities(
+    probabilities: np.ndarray,
+    classes: list[str],
+    model: ModelInfo,
+    latency_ms: float,
+    batch_size: int | None = None,
+    modalities: list[str] | None = None,
+) -> Prediction:
+    """A model's class probabilities for one record, as the API answers them."""
+    return Prediction(
+        label=classes[int(np.argmax(probabilities))],
+        scores={c: round(float(p), 6) for c, p in zip(classes, probabilities, strict=True)},
+        model=model,
+        latency_ms=round(latency_ms, 3),
+        batch_size=batch_size,
+        modalities=modalities,
+    )

@@ -24,7 +24,7 @@ import pydantic_core
 from PIL import Image, UnidentifiedImageError
 from tokenizers import Tokenizer
 
-from multistage.errors import MultistageError
+from multistage.client.errors import MultistageError
 from multistage.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
 
 # A client's JSON is read only by pydantic-core's parser, which refuses text nested deeper

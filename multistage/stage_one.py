@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from multistage.api import ModelInfo, Prediction
-from multistage.model_io import load_booster, xgboost_probabilities
+from multistage.client.models import ModelInfo, Prediction
+from multistage.model_io import load_booster, prediction_from_probabilities, xgboost_probabilities
 
 
 class StageOneModel:
@@ -32,6 +32,6 @@ class StageOneModel:
         """
         probabilities = xgboost_probabilities(self._booster, features)
         return [
-            Prediction.from_probabilities(p, self._classes, self.info, latency_ms=0.0)
+            prediction_from_probabilities(p, self._classes, self.info, latency_ms=0.0)
             for p in probabilities
         ]

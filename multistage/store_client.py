@@ -17,7 +17,7 @@ from collections.abc import Callable
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 from multistage.http_errors import TicketStoreUnavailable
 from multistage.ray_private import by_value
 from multistage.wire import StoreLoad, Submission, WaitReply

@@ -26,11 +26,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from multistage.api import ErrorBody, FieldProblem, PredictResponse, TicketView
 from multistage.auth import authenticated_as, offered_key
-from multistage.config import StreamLimits
-from multistage.records import InvalidRecord, Record, read_json
-from multistage.stream_protocol import (
+from multistage.client.models import ErrorBody, FieldProblem, PredictResponse, TicketView
+from multistage.client.protocol import (
     CLOSE_BAD_SETTINGS,
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_IDLE,
@@ -45,6 +43,8 @@ from multistage.stream_protocol import (
     StageOneMessage,
     StageTwoMessage,
 )
+from multistage.config import StreamLimits
+from multistage.records import InvalidRecord, Record, read_json
 from multistage.submissions import Refusal
 from multistage.tenants import Tenants
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from multistage.admission import AdmissionGate
-from multistage.api import ErrorBody
+from multistage.client.models import ErrorBody
 from multistage.wire import StoreLoad, Submission
 
 logger = logging.getLogger("ray.serve")

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from multistage import ticket_errors
-from multistage.api import ErrorBody, Prediction, TicketStatus, TicketView
+from multistage.client.errors import MultistageError, one_line
+from multistage.client.models import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
 from multistage.deadline import DeadlinePassed
-from multistage.errors import MultistageError, one_line
 from multistage.journal import (
     JournalArgs,
     JournalEntry,

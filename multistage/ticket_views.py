@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from multistage import ticket_errors
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 
 
 def utc(timestamp: float | None) -> datetime | None:

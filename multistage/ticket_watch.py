@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 from multistage.wire import StoreLoad, WaitReply
 
 logger = logging.getLogger("ray.serve")

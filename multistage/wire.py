@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 from multistage.records import Record
 from multistage.ticket_ids import DEFAULT_TENANT
 

@@ -7,7 +7,13 @@ import pytest
 
 from demo.data import generate, without
 from demo.train import auc
-from multistage.api import BatchResponse, ErrorBody, ModelsResponse, PredictResponse, TicketView
+from multistage.client.models import (
+    BatchResponse,
+    ErrorBody,
+    ModelsResponse,
+    PredictResponse,
+    TicketView,
+)
 from multistage.records import (
     MAX_JSON_DEPTH,
     UNENCODABLE_TEXT,

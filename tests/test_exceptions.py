@@ -9,8 +9,8 @@ import pkgutil
 
 import pytest
 
-from multistage.api import ErrorBody
-from multistage.errors import MultistageError
+from multistage.client.errors import MultistageError
+from multistage.client.models import ErrorBody
 from multistage.records import FieldError
 
 PACKAGES = ["multistage", "deployments", "graphs", "demo", "ops"]

@@ -16,7 +16,7 @@ from ray.serve import Application
 
 from demo.net import build_model
 from deployments.heavy import HeavyModel, StageTwoError
-from multistage.api import ErrorBody, ModelInfo, Prediction
+from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.records import Record
 from multistage.schema import RecordSchema
 

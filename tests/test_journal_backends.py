@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multistage.api import ErrorBody, ModelInfo, Prediction
+from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.journal import JournalEntry, decode_record, encode_record
 from multistage.journal.redis import RedisJournal
 from multistage.journal.sqlite import SqliteJournal

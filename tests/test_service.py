@@ -8,7 +8,7 @@ import torch
 from support import concurrently
 
 from demo.data import generate
-from multistage.api import _TICKET_EXAMPLE
+from multistage.client.models import _TICKET_EXAMPLE
 from multistage.model_io import (
     file_version,
     heavy_inputs,

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from multistage.admission import AdmissionGate
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 from multistage.load_shedding import LoopBacklog
 from multistage.records import Record
 from multistage.submissions import SubmissionQueue

@@ -11,7 +11,7 @@ import pytest
 from conftest import API_KEY, GUARDED_LIMITS, OTHER_KEY, write_tenants
 from websockets.sync.client import connect
 
-from multistage import paths
+from multistage.client import paths
 from multistage.metrics import ADMISSION_REJECTIONS
 from multistage.metrics_scrape import scrape, total
 from multistage.tenants import TenantsFromFile

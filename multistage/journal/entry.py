@@ -10,7 +10,7 @@ import io
 import numpy as np
 from pydantic import BaseModel, Field
 
-from multistage.api import ErrorBody, Prediction, TicketStatus
+from multistage.client.models import ErrorBody, Prediction, TicketStatus
 from multistage.records import Record
 from multistage.ticket_ids import DEFAULT_TENANT
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multistage.api import TicketView
+from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, open_journal
 from multistage.records import Record

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multistage.api import ErrorBody, ModelInfo, Prediction
+from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.records import Record
 from multistage.ticket_lifecycle import Outcome, StageTwoReplicaLost
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from multistage import ticket_errors
-from multistage.api import ErrorBody
+from multistage.client.models import ErrorBody
 from multistage.ticket_lifecycle import JournalUnavailable
 
 from .lifecycle_harness import LEASE_S, ended, issue, submission, until

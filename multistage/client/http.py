@@ -1,22 +1,5 @@
-"""Python client for the multistage service: stage one at once, stage two when ready.
-
-    from multistage.client import Client
-
-    with Client("http://127.0.0.1:8000") as client:
-        answer = client.predict(record)      # returns as soon as stage one is in
-        print(answer.stage_one.label)
-        print(answer.result(timeout=10).label)  # stage two: event stream, else long-poll
-
-``AsyncClient`` is the same in async code (``await client.predict(record)``, then
-``await answer``). Errors: ``ServiceError`` for 4xx/5xx answers (503s and 429s are
-retried first, honouring ``Retry-After``), ``StageTwoFailed`` for a ticket that ended
-without a result (its ``status`` says how: failed, canceled, expired, lost, rejected,
-unavailable), ``TimeoutError`` when stage two is not ready in time.
-
-``client.stream(records)`` sends a feed's records over one stream session (a WebSocket)
-and yields both answers of each as they arrive, reconnecting and resuming if the
-connection drops (``multistage/stream_client.py``).
-"""
+"""The HTTP client (``Client``, ``AsyncClient``): stage one at once, stage two when ready,
+by event stream or long-poll; 503s and 429s retried, honouring ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -30,38 +13,22 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from multistage import paths
-from multistage.api import ErrorBody, Prediction, PredictResponse, StageTwoStatus, TicketView
-from multistage.errors import MultistageError
-from multistage.stream_client import StreamMessage, StreamSession
-from multistage.stream_protocol import SessionSettings
+from multistage.client import paths
+from multistage.client.errors import ServiceError, StageTwoFailed
+from multistage.client.models import (
+    ErrorBody,
+    Prediction,
+    PredictResponse,
+    StageTwoStatus,
+    TicketView,
+)
+from multistage.client.protocol import SessionSettings
+from multistage.client.streams import StreamMessage, StreamSession
 
 T = TypeVar("T")
 _RETRIED_STATUSES = (429, 503)
 _READ_RETRIED_STATUSES = (500, 502, 504)
 _LONG_POLL_S = 30.0
-
-
-class ServiceError(MultistageError):
-    """The service answered with an error (after retries, for 503 and 429)."""
-
-    def __init__(self, status: int, body: ErrorBody, retry_after_s: float | None = None):
-        super().__init__(f"{status} {body.error}: {body.message}")
-        self.status = status
-        self.body = body
-        self.retry_after_s = retry_after_s
-
-
-class StageTwoFailed(MultistageError):
-    """Stage two ended without a result (or could not take the request): ``error`` says
-    why, by a stable code (``error.error``) and a message."""
-
-    def __init__(self, ticket: str | None, status: str, error: ErrorBody | None):
-        why = f"{error.error}: {error.message}" if error else status
-        super().__init__(f"stage two for ticket {ticket} ended {status}: {why}")
-        self.ticket = ticket
-        self.status = status
-        self.error = error
 
 
 @dataclass

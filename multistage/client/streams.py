@@ -22,9 +22,9 @@ from urllib.parse import urlencode
 
 import websockets
 
-from multistage import paths
-from multistage.errors import MultistageError
-from multistage.stream_protocol import (
+from multistage.client import paths
+from multistage.client.errors import StreamRefused
+from multistage.client.protocol import (
     CLOSE_BAD_SETTINGS,
     CLOSE_UNAUTHORIZED,
     ErrorMessage,
@@ -37,15 +37,6 @@ from multistage.stream_protocol import (
 
 StreamMessage = StageOneMessage | StageTwoMessage | ErrorMessage
 _FATAL_CLOSES = (CLOSE_UNAUTHORIZED, CLOSE_BAD_SETTINGS)
-
-
-class StreamRefused(MultistageError):
-    """The service closed the session for good (unauthorized, or its settings refused)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"stream session closed with {code}: {reason}")
-        self.code = code
-        self.reason = reason
 
 
 class StreamSession:

@@ -1,14 +1,13 @@
-"""The JSON shapes of the HTTP API (v1), shared by the deployments that build them."""
+"""The JSON shapes of the HTTP API (v1): what the client reads, and the server builds."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from multistage.paths import ticket_path
+from multistage.client.paths import ticket_path
 
 TicketStatus = Literal[
     "pending", "running", "completed", "failed", "canceled", "rejected", "expired", "lost"
@@ -70,25 +69,6 @@ class Prediction(BaseModel):
         None,
         description="Stage two only: what it saw: 'tabular', then the image and text fields.",
     )
-
-    @classmethod
-    def from_probabilities(
-        cls,
-        probabilities: np.ndarray,
-        classes: list[str],
-        model: ModelInfo,
-        latency_ms: float,
-        batch_size: int | None = None,
-        modalities: list[str] | None = None,
-    ) -> Prediction:
-        return cls(
-            label=classes[int(np.argmax(probabilities))],
-            scores={c: round(float(p), 6) for c, p in zip(classes, probabilities, strict=True)},
-            model=model,
-            latency_ms=round(latency_ms, 3),
-            batch_size=batch_size,
-            modalities=modalities,
-        )
 
 
 class FieldProblem(BaseModel):

@@ -1,0 +1,23 @@
+"""The client imports nothing of the server: installed alone, it needs only its own few
+dependencies (httpx, httpx-sse, websockets, pydantic)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_STACK = {"ray", "torch", "numpy", "xgboost", "pandas", "fastapi", "starlette"}
+
+
+def test_importing_the_client_loads_nothing_of_the_server():
+    # A fresh interpreter: this one has loaded whatever other tests needed.
+    code = "import json, sys, multistage.client; print(json.dumps(sorted(sys.modules)))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = {name.split(".")[0] for name in json.loads(run.stdout)}
+    assert "multistage" in loaded
+    assert not loaded & SERVER_STACK, sorted(loaded & SERVER_STACK)
+    server = sorted(n for n in json.loads(run.stdout) if n.startswith("multistage."))
+    assert all(n.startswith("multistage.client") for n in server), server
