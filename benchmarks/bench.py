@@ -61,7 +61,7 @@ from benchmarks.serve_process import wait_healthy
 from demo.net import build_model
 from multistage.client import paths
 from multistage.schema import RecordSchema
-from multistage.ticket_ids import new_secret
+from multistage.tickets.ids import new_secret
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 from ops.redis_server import RedisServer

@@ -37,7 +37,7 @@ PARTS = [
     ("stage one: XGBoost", ("xgboost",)),
     ("record: image decode", ("PIL", "decode_image")),
     ("record: JSON + validation", ("pydantic", "records.py")),
-    ("ticket id (HMAC)", ("ticket_ids.py",)),
+    ("ticket id (HMAC)", ("tickets/ids.py",)),
     ("metrics", ("metrics",)),
     ("stage-two submissions and waits (Serve calls)", ("submissions.py", "ticket_watch.py")),
     ("Serve handle calls, routing", ("serve/handle.py", "request_router", "router.py")),

@@ -16,7 +16,7 @@ from ray.serve.handle import DeploymentHandle
 from multistage.client import paths
 from multistage.records import RecordParser
 from multistage.schema import RecordSchema
-from multistage.ticket_ids import TicketIds
+from multistage.tickets.ids import TicketIds
 from multistage.wire import Submission
 
 APP = "multistage"

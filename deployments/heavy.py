@@ -21,14 +21,14 @@ import torch
 from pydantic import BaseModel, Field
 from ray import serve
 
-from multistage import ticket_errors
 from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
 from multistage.client.errors import MultistageError
 from multistage.client.models import ErrorBody, ModelInfo, Prediction
-from multistage.deadline import has_passed
 from multistage.model_io import heavy_inputs, load_heavy_module, prediction_from_probabilities
 from multistage.records import Record
 from multistage.schema import RecordSchema
+from multistage.tickets import errors as ticket_errors
+from multistage.tickets.deadline import has_passed
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 logger = logging.getLogger("ray.serve")

@@ -65,8 +65,8 @@ from multistage.store_client import TicketStoreClient
 from multistage.stream_session import SessionServices, serve_session
 from multistage.submissions import Refusal, SubmissionQueue
 from multistage.tenants import Tenants
-from multistage.ticket_ids import TicketIds
 from multistage.ticket_watch import TicketWatcher
+from multistage.tickets.ids import TicketIds
 from multistage.wire import Submission
 
 logger = logging.getLogger("ray.serve")

@@ -5,7 +5,7 @@ after answering, many per call. The store, not the ingress, makes the stage-two 
 so the call's result is owned by this long-lived replica: any ingress replica can
 resolve any ticket, and a ticket outlives the ingress replica that issued it.
 
-Every rule of a ticket's life is ``multistage/ticket_lifecycle.py``'s (plain Python,
+Every rule of a ticket's life is ``multistage/store/lifecycle.py``'s (plain Python,
 tested without Ray); this deployment binds it to Serve: the heavy deployment's handle
 as stage two, each call's result held by ``ObjectRef`` (the fast path: read from Ray's
 object store, never copied here), the background work started with the replica, outside
@@ -38,8 +38,9 @@ from multistage.journal import JournalArgs, open_journal
 from multistage.metrics import TicketMetrics
 from multistage.ray_private import object_ref_once_accepted
 from multistage.records import Record
-from multistage.ticket_ids import TicketIds
-from multistage.ticket_lifecycle import Outcome, StageTwoReplicaLost, TicketLifecycle
+from multistage.store.lifecycle import TicketLifecycle
+from multistage.store.stage_two import Outcome, StageTwoReplicaLost
+from multistage.tickets.ids import TicketIds
 from multistage.wire import StoreLoad, Submission, WaitReply
 
 

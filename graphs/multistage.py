@@ -26,7 +26,7 @@ from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.journal import JournalArgs
 from multistage.model_io import file_version
 from multistage.schema import RecordSchema
-from multistage.ticket_ids import SigningArgs, load_secret
+from multistage.tickets.ids import SigningArgs, load_secret
 
 
 class TabularModelArgs(BaseModel):

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Match
 from multistage.client import paths
 from multistage.client.models import ErrorBody
 from multistage.tenants import Tenants, TenantsFromFile
-from multistage.ticket_ids import DEFAULT_TENANT
+from multistage.tickets.ids import DEFAULT_TENANT
 
 PROTECTED_PREFIX = f"{paths.API_PREFIX}/"
 

@@ -9,7 +9,7 @@ revoked without a restart::
 
 (``printf %s "$KEY" | sha256sum`` gives a key's hash.) A tenant's tickets are its own:
 another tenant reading, waiting on, streaming, following or cancelling one gets the 404
-of an id never issued (``multistage/ticket_ids.py`` marks each id with its tenant).
+of an id never issued (``multistage/tickets/ids.py`` marks each id with its tenant).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from multistage.ticket_ids import DEFAULT_TENANT
+from multistage.tickets.ids import DEFAULT_TENANT
 
 logger = logging.getLogger("ray.serve")
 # How often a tenants file is checked for changes (a stat), at most.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from multistage.client.models import TicketView
 from multistage.records import Record
-from multistage.ticket_ids import DEFAULT_TENANT
+from multistage.tickets.ids import DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from conftest import API_KEY
 
 from multistage.auth import AuthArgs, load_tenants
 from multistage.client import Client
-from multistage.ticket_ids import DEFAULT_TENANT
+from multistage.tickets.ids import DEFAULT_TENANT
 
 GUARDED = "/guarded"
 

@@ -15,7 +15,7 @@ from support import (
     wait_until_ended,
 )
 
-from multistage.ticket_ids import TicketIds
+from multistage.tickets.ids import TicketIds
 
 SATURATED = "/saturated"
 

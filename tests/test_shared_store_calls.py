@@ -12,8 +12,8 @@ from multistage.client.models import TicketView
 from multistage.load_shedding import LoopBacklog
 from multistage.records import Record
 from multistage.submissions import SubmissionQueue
-from multistage.ticket_views import utc
 from multistage.ticket_watch import MAX_CALLS, TicketWatcher
+from multistage.tickets.views import utc
 from multistage.wire import StoreLoad, Submission, WaitReply
 
 RECORD = Record(features=np.zeros(3, dtype=np.float32), image=np.zeros((2, 2, 1), np.uint8))

@@ -2,7 +2,7 @@
 
 import base64
 
-from multistage.ticket_ids import ID_LENGTH, TicketIds, new_secret
+from multistage.tickets.ids import ID_LENGTH, TicketIds, new_secret
 
 NOW = 1_795_432_179.711
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from multistage.client.models import ErrorBody, Prediction, TicketStatus
 from multistage.records import Record
-from multistage.ticket_ids import DEFAULT_TENANT
+from multistage.tickets.ids import DEFAULT_TENANT
 
 
 class JournalEntry(BaseModel):

@@ -13,8 +13,8 @@ from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, open_journal
 from multistage.records import Record
-from multistage.ticket_ids import DEFAULT_TENANT, TicketIds
-from multistage.ticket_lifecycle import TicketLifecycle
+from multistage.store.lifecycle import TicketLifecycle
+from multistage.tickets.ids import DEFAULT_TENANT, TicketIds
 from multistage.wire import Submission
 
 from .stage_two import ScriptedStageTwo

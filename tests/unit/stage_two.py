@@ -1,4 +1,4 @@
-"""Stage two as the ticket lifecycle sees it (``multistage.ticket_lifecycle.StageTwo``),
+"""Stage two as the ticket lifecycle sees it (``multistage.store.stage_two.StageTwo``),
 scripted: each call is answered by what the test says, or held until it says so."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.records import Record
-from multistage.ticket_lifecycle import Outcome, StageTwoReplicaLost
+from multistage.store.stage_two import Outcome, StageTwoReplicaLost
 
 MODEL = ModelInfo(name="scripted", version="1")
 

@@ -1,4 +1,4 @@
-"""Every rule of a ticket's life (``multistage/ticket_lifecycle.py``), on each journal,
+"""Every rule of a ticket's life (``multistage/store/lifecycle.py``), on each journal,
 with stage two and the journal's faults driven directly."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from multistage import ticket_errors
 from multistage.client.models import ErrorBody
-from multistage.ticket_lifecycle import JournalUnavailable
+from multistage.store.lifecycle import JournalUnavailable
+from multistage.tickets import errors as ticket_errors
 
 from .lifecycle_harness import LEASE_S, ended, issue, submission, until
 from .stage_two import ScriptedStageTwo, answer_errors, release

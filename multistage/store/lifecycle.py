@@ -13,7 +13,7 @@ stage-two calls, each carrying the tickets waiting at the time (up to
 waiting for stage two to accept a call happens in a task per call.
 
 Reads of a ticket it holds no record of are answered from its id alone (when it was
-issued, and that this service signed it): on its way here, lost, or released.
+issued, and that this service signed it): on its way here, lost, or released (``id_history``).
 
 Every change of a ticket is written to the journal in batches, and a submission is
 acknowledged once its tickets are written: a replica that starts, or whose peer's lease
@@ -33,11 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from multistage import ticket_errors
 from multistage.client.errors import MultistageError, one_line
 from multistage.client.models import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
-from multistage.deadline import DeadlinePassed
 from multistage.journal import (
     JournalArgs,
     JournalEntry,
@@ -46,8 +44,16 @@ from multistage.journal import (
     encode_record,
 )
 from multistage.records import Record
-from multistage.ticket_ids import DEFAULT_TENANT, TicketIds
-from multistage.ticket_views import in_transit_view, lost_view, released_view, utc
+from multistage.store.id_history import IdHistory
+from multistage.store.stage_two import Outcome, StageTwo, StageTwoCall, StageTwoReplicaLost, ending
+from multistage.tickets import errors as ticket_errors
+from multistage.tickets.deadline import DeadlinePassed
+from multistage.tickets.ids import DEFAULT_TENANT, TicketIds
+from multistage.tickets.views import (
+    released_view,
+    ticket_view,
+    unfinished_view,
+)
 from multistage.wire import StoreLoad, Submission, WaitReply
 
 # How often a wait re-reads the journal for tickets a peer holds.
@@ -57,33 +63,9 @@ PEER_CANCEL_WAIT_S = 5 * PEER_POLL_S
 
 logger = logging.getLogger("ray.serve")
 
-Outcome = Prediction | ErrorBody
-
 
 class JournalUnavailable(MultistageError):
     """The journal did not take a write: the submissions' sender tries again."""
-
-
-class StageTwoReplicaLost(MultistageError):
-    """The replica running a stage-two call died under it: the call may be made again."""
-
-
-class StageTwoCall(Protocol):
-    """One stage-two call, started."""
-
-    async def accepted(self) -> None:
-        """Until a replica has taken the call."""
-
-    async def outcomes(self) -> Sequence[Outcome]:
-        """Each record's outcome, in order; may be awaited again once the call ended."""
-
-    def cancel(self) -> None: ...
-
-
-class StageTwo(Protocol):
-    def __call__(
-        self, records: list[Record], deadlines: list[float | None], tickets: list[str]
-    ) -> StageTwoCall: ...
 
 
 class LifecycleMetrics(Protocol):
@@ -166,19 +148,12 @@ class TicketLifecycle:
         # did not take them (their senders send them again, maybe to another replica).
         self._taken_unwritten: list[_Ticket] = []
         self._written: asyncio.Future[bool] | None = None
-        # Ids issued before this moment that it has no record of were held by a replica
-        # that is gone, or are still on their way here.
-        self._started_at = clock()
+        self._history = IdHistory(ids, policy, self._durable, started_at=clock())
         self._tickets: dict[str, _Ticket] = {}
         self._unfinished = 0
         self._unfinished_by_tenant: Counter[str] = Counter()
         # Finished tickets in finish order; with one TTL that is also release order.
         self._finished: deque[tuple[float, str]] = deque()
-        # The latest issue time of a released ticket: unknown ids issued no later may
-        # have been released, where later ones never arrived. Ids released while their
-        # submissions could still be on their way (sent again) are remembered exactly.
-        self._released_up_to = 0.0
-        self._recently_released: dict[str, float] = {}  # id -> when it was issued
         # Shared waits, by the ticket ids they wait on (known here or not yet).
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self._undispatched: asyncio.Queue[_Ticket] = asyncio.Queue()
@@ -227,7 +202,7 @@ class TicketLifecycle:
         now = self._now()
         for submission in submissions:
             ticket_id = submission.ticket
-            if ticket_id not in self._tickets and ticket_id not in self._recently_released:
+            if ticket_id not in self._tickets and not self._history.was_released(ticket_id):
                 self._take(submission, now)
         if self._durable and not await self._next_write():
             # Taken, and run, but not yet written: the ingress sends them again.
@@ -243,7 +218,11 @@ class TicketLifecycle:
         if ticket is not None:
             return await self._view(ticket)
         entry = (await self._journal.read([ticket_id])).get(ticket_id)
-        return self._journaled_view(entry) if entry is not None else self._unrecorded(ticket_id)
+        return (
+            self._journaled_view(entry)
+            if entry is not None
+            else self._history.view(ticket_id, self._now())
+        )
 
     async def wait_ended(self, ticket_ids: list[str], wait_s: float) -> WaitReply:
         """Views of those of the tickets that have ended, waiting up to ``wait_s`` for one
@@ -275,7 +254,7 @@ class TicketLifecycle:
                 return await self._cancel_elsewhere(entry)
         ticket = self._cancel(ticket_id, "canceled before stage two started")
         if ticket is None:
-            return self._unrecorded(ticket_id)
+            return self._history.view(ticket_id, self._now())
         if ticket.id in self._ends_unwritten:
             await self._next_write()
         return await self._view(ticket)
@@ -298,7 +277,7 @@ class TicketLifecycle:
         of it and it is not on its way here."""
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
-            unrecorded = self._unrecorded(ticket_id)
+            unrecorded = self._history.view(ticket_id, self._now())
             if unrecorded is None or unrecorded.status != "pending":
                 return None
             # On its way here: its submission will find it canceled, and be dropped.
@@ -318,7 +297,7 @@ class TicketLifecycle:
 
     def _take(self, submission: Submission, now: float) -> None:
         issued_at = self._ids.issued_at(submission.ticket)
-        if issued_at is None or not self._accepts_issued_at(issued_at, now):
+        if issued_at is None or not self._history.accepts(issued_at, now):
             # Too late: reads of it may already have answered 'lost', and must stay true.
             logger.warning(
                 "a submission reached the ticket store too late; its ticket reads 'lost'",
@@ -357,23 +336,6 @@ class TicketLifecycle:
         self._metrics.rejected(why.error, ticket.tenant)
         self._finish(ticket, "rejected", why)
 
-    def _accepts_issued_at(self, issued_at: float, now: float) -> bool:
-        if now - issued_at > self._policy.submission_timeout_s:
-            return False
-        # Issued before this replica started: its submission was sent again after the
-        # previous replica failed to take it, and is welcome within the grace.
-        return issued_at >= self._started_at or now <= self._resubmissions_end
-
-    @property
-    def _longest_life_s(self) -> float:
-        """From issue to release, at the longest: the journal keeps a finished ticket as
-        long, so an id it does not hold within that time never reached a store."""
-        return self._policy.timeout_s + self._policy.result_ttl_s
-
-    @property
-    def _resubmissions_end(self) -> float:
-        return self._started_at + self._policy.resubmit_grace_s
-
     def _record(
         self,
         ticket_id: str,
@@ -402,7 +364,7 @@ class TicketLifecycle:
             if (entry := entries.get(ticket_id)) is not None:
                 if entry.finished:
                     views.append(self._journaled_view(entry))
-            elif (view := self._unrecorded(ticket_id)) and view.status != "pending":
+            elif (view := self._history.view(ticket_id, self._now())) and view.status != "pending":
                 views.append(view)
         return views
 
@@ -525,7 +487,7 @@ class TicketLifecycle:
                 ticket.result_of, ticket.index = call, index
                 if isinstance(outcome, Prediction):
                     self._compare(ticket, outcome.label)
-                self._finish(ticket, *_ending(outcome))
+                self._finish(ticket, *ending(outcome))
 
     def _seconds_to(self, moment: float) -> float:
         return max(0.0, moment - self._now())
@@ -630,7 +592,7 @@ class TicketLifecycle:
             written.set_result(True)
             return
         try:
-            refused = await self._journal.write(list(batch.values()), self._longest_life_s)
+            refused = await self._journal.write(list(batch.values()), self._history.longest_life_s)
         except Exception as error:  # noqa: BLE001 - any failure: keep the batch, try again
             logger.warning("the ticket journal did not take a write: %s", one_line(error))
             for ticket in taken:
@@ -728,45 +690,24 @@ class TicketLifecycle:
 
     async def _view(self, ticket: _Ticket) -> TicketView:
         if ticket.id in self._ends_unwritten:
-            return _unfinished_view(ticket)
+            return unfinished_view(ticket.id, ticket)
         if self._past_ttl(ticket.finished_at):  # exact, though the reaper comes by later
             return released_view(ticket.id, ticket.submitted_at)
         result = None
         if ticket.status == "completed":
             result = (await ticket.result_of.outcomes())[ticket.index]
-        return _ticket_view(ticket.id, ticket, result)
+        return ticket_view(ticket.id, ticket, result)
 
     def _past_ttl(self, finished_at: float | None) -> bool:
         return finished_at is not None and finished_at + self._policy.result_ttl_s <= self._now()
 
     def _journaled_view(self, entry: JournalEntry) -> TicketView:
         """A ticket's view from its journal entry. One finished longer ago than the TTL
-        reads released: the entry outlives it (``_longest_life_s``) only so that an id the
+        reads released: the entry outlives it (``IdHistory.longest_life_s``) only so that an id the
         journal does not hold can be told to have never arrived."""
         if self._past_ttl(entry.finished_at):
             return released_view(entry.ticket, entry.submitted_at)
-        return _ticket_view(entry.ticket, entry, entry.result)
-
-    def _unrecorded(self, ticket_id: str) -> TicketView | None:
-        """What became of a ticket this replica holds no record of; None if never issued."""
-        issued_at = self._ids.issued_at(ticket_id)
-        if issued_at is None:
-            return None
-        if ticket_id in self._recently_released:
-            return released_view(ticket_id, issued_at)
-        now = self._now()
-        if now - issued_at <= self._policy.submission_timeout_s and (
-            issued_at >= self._started_at or now <= self._resubmissions_end
-        ):
-            return in_transit_view(ticket_id, issued_at)
-        durable = self._durable
-        if issued_at + self._longest_life_s <= now and (durable or issued_at < self._started_at):
-            return released_view(ticket_id, issued_at)
-        if issued_at < self._started_at and not durable:
-            return lost_view(ticket_id, issued_at, "the ticket store restarted after it")
-        if issued_at <= self._released_up_to:
-            return released_view(ticket_id, issued_at)
-        return lost_view(ticket_id, issued_at, "its submission never reached the ticket store")
+        return ticket_view(entry.ticket, entry, entry.result)
 
     def _make_room(self) -> None:
         """Release the oldest finished tickets while the store is full."""
@@ -784,60 +725,14 @@ class TicketLifecycle:
         now = self._now()
         while self._finished and self._finished[0][0] <= now:
             self._release_oldest()
-        in_transit_since = now - self._policy.submission_timeout_s
-        self._recently_released = {
-            ticket_id: issued_at
-            for ticket_id, issued_at in self._recently_released.items()
-            if issued_at >= in_transit_since
-        }
+        self._history.forget_old(now)
 
     def _release_oldest(self) -> None:
         # Dropping a ticket drops its call's result, which frees it in stage two's store.
         _, ticket_id = self._finished.popleft()
         ticket = self._tickets.pop(ticket_id, None)
         if ticket is not None:
-            self._released_up_to = max(self._released_up_to, ticket.submitted_at)
-            if self._now() - ticket.submitted_at <= self._policy.submission_timeout_s:
-                self._recently_released[ticket_id] = ticket.submitted_at
-
-
-def _ticket_view(
-    ticket_id: str, state: _Ticket | JournalEntry, result: Prediction | None
-) -> TicketView:
-    """A ticket's view, from this replica's record of it or from its journal entry (held
-    by a peer, or by a replica gone): both carry the same fields."""
-    view = TicketView(
-        ticket=ticket_id,
-        status=state.status,
-        submitted_at=utc(state.submitted_at),
-        started_at=utc(state.started_at),
-        finished_at=utc(state.finished_at),
-        attempts=state.attempts,
-        error=state.error,
-    )
-    if result is not None and state.finished_at is not None:
-        latency_ms = (state.finished_at - state.submitted_at) * 1000
-        view.result = result.model_copy(update={"latency_ms": round(latency_ms, 3)})
-    return view
-
-
-def _unfinished_view(ticket: _Ticket) -> TicketView:
-    """A ticket that ended here, as it read before: its end is not written yet."""
-    return TicketView(
-        ticket=ticket.id,
-        status="running" if ticket.started_at else "pending",
-        submitted_at=utc(ticket.submitted_at),
-        started_at=utc(ticket.started_at),
-        attempts=ticket.attempts,
-    )
-
-
-def _ending(outcome: Outcome) -> tuple[TicketStatus, ErrorBody | None, Prediction | None]:
-    """How a ticket ends, given its record's outcome from stage two."""
-    if isinstance(outcome, Prediction):
-        return "completed", None, outcome
-    expired = outcome.error == ticket_errors.DEADLINE_PASSED
-    return ("expired" if expired else "failed"), outcome, None
+            self._history.released(ticket_id, ticket.submitted_at, self._now())
 
 
 def _latest(deadlines: list[float | None]) -> float | None:
