@@ -73,6 +73,7 @@ class TicketStore:
                 f"TicketStore with the memory journal must run one replica, "
                 f"not {context.world_size}; configure a durable journal for more"
             )
+        self._heavy = heavy
         self._metrics = TicketMetrics()
         self._tickets = TicketLifecycle(
             owner=context.replica_id.unique_id,
@@ -80,7 +81,7 @@ class TicketStore:
             ids=TicketIds(secret),
             journal=open_journal(journal),
             journal_args=journal,
-            stage_two=_HeavyCalls(heavy),
+            stage_two=self._call_heavy,
             metrics=self._metrics,
         )
         await self._tickets.start()
@@ -115,22 +116,16 @@ class TicketStore:
             rss_bytes=psutil.Process().memory_info().rss,
         )
 
+    def _call_heavy(
+        self, records: list[Record], deadlines: list[float | None], tickets: list[str]
+    ) -> _HeavyCall:
+        """Stage two: a call to the heavy deployment's ``predict_many``."""
+        return _HeavyCall(self._heavy.predict_many.remote(records, deadlines, tickets))
+
     async def _report_unfinished_forever(self) -> None:
         while True:
             self._metrics.unfinished(self._tickets.unfinished)
             await asyncio.sleep(1.0)
-
-
-class _HeavyCalls:
-    """Stage two: calls to the heavy deployment's ``predict_many``."""
-
-    def __init__(self, heavy: DeploymentHandle) -> None:
-        self._heavy = heavy
-
-    def __call__(
-        self, records: list[Record], deadlines: list[float | None], tickets: list[str]
-    ) -> _HeavyCall:
-        return _HeavyCall(self._heavy.predict_many.remote(records, deadlines, tickets))
 
 
 class _HeavyCall:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, TypeVar
 
 import ray
@@ -75,7 +76,12 @@ def serve_start(**options: Any) -> Any:
     The public ``serve.run`` takes built applications, not a config file's content, and
     ``serve deploy`` needs a dashboard, which tests and benchmarks run without.
     """
-    return importlib.import_module("ray.serve._private.api").serve_start(**options)
+    return _serve_api().serve_start(**options)
+
+
+def _serve_api() -> ModuleType:
+    # Imported when used: a Ray that moved it fails here, naming it, not at import.
+    return importlib.import_module("ray.serve._private.api")
 
 
 def _handle_option(name: str) -> object:
@@ -98,7 +104,5 @@ SYMBOLS: dict[str, Callable[[], object]] = {
     "DeploymentHandle.options(_by_reference=...)": lambda: _handle_option("_by_reference"),
     "DeploymentResponse._to_object_ref": lambda: DeploymentResponse._to_object_ref,
     "ray.serve._private.replica.SERVE_BUILD_ASGI_APP_METHOD": _build_method_serve_calls,
-    "ray.serve._private.api.serve_start": lambda: (
-        importlib.import_module("ray.serve._private.api").serve_start
-    ),
+    "ray.serve._private.api.serve_start": lambda: _serve_api().serve_start,
 }

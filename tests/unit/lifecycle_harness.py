@@ -3,7 +3,6 @@ scripted stage two, stopped at the end; and a journal whose faults the test driv
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -112,10 +111,6 @@ class Stores:
         self._started.append((store, journal))
         return store, stage_two, journal
 
-    async def stop(self, store: TicketLifecycle) -> None:
-        """The replica dies: nothing more of it runs or is written."""
-        await store.stop()
-
     async def stop_all(self) -> None:
         for store, journal in self._started:
             await store.stop()
@@ -130,11 +125,3 @@ async def ended(store: TicketLifecycle, ticket: str, timeout_s: float = 5) -> Ti
         if reply.ended:
             return reply.ended[0]
     raise TimeoutError(f"{ticket} did not end in {timeout_s}s: {await store.view(ticket)}")
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
-    give_up_at = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > give_up_at:
-            raise TimeoutError("not true in time")
-        await asyncio.sleep(0.005)

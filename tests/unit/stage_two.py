@@ -11,6 +11,8 @@ from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.records import Record
 from multistage.store.stage_two import Outcome, StageTwoReplicaLost
 
+from .waits import until
+
 MODEL = ModelInfo(name="scripted", version="1")
 
 
@@ -56,7 +58,6 @@ class ScriptedStageTwo:
         self.calls: list[Call] = []
         self._answer = answer or answer_predictions
         self._hold = hold
-        self._made = asyncio.Condition()
 
     def __call__(
         self, records: list[Record], deadlines: list[float | None], tickets: list[str]
@@ -65,24 +66,12 @@ class ScriptedStageTwo:
         call = Call(tickets=list(tickets), deadlines=list(deadlines))
         self.calls.append(call)
         if not self._hold:
-            self._answer(call)
-            call.accept.set()
-            call.finish.set()
-        asyncio.get_running_loop().create_task(self._notify())
+            release(call, self._answer)
         return call
 
-    async def _notify(self) -> None:
-        async with self._made:
-            self._made.notify_all()
-
-    async def next_call(self, count: int = 1, timeout_s: float = 5) -> Call:
+    async def next_call(self, count: int = 1) -> Call:
         """The ``count``-th call made (1: the first), once it is."""
-
-        async def made() -> None:
-            async with self._made:
-                await self._made.wait_for(lambda: len(self.calls) >= count)
-
-        await asyncio.wait_for(made(), timeout_s)
+        await until(lambda: len(self.calls) >= count)
         return self.calls[count - 1]
 
     @property

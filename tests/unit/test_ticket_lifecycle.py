@@ -11,8 +11,9 @@ from multistage.client.models import ErrorBody
 from multistage.store.lifecycle import JournalUnavailable
 from multistage.tickets import errors as ticket_errors
 
-from .lifecycle_harness import LEASE_S, ended, issue, submission, until
+from .lifecycle_harness import LEASE_S, ended, issue, submission
 from .stage_two import ScriptedStageTwo, answer_errors, release
+from .waits import until
 
 pytestmark = pytest.mark.anyio
 
@@ -332,7 +333,7 @@ async def test_a_replica_dying_mid_call_has_its_tickets_run_by_the_next(durable_
     await first.submit_many([submission(ticket)])
     (await stage_two.next_call()).accept.set()  # running when its replica dies
     await asyncio.sleep(0.05)  # its start is written
-    await durable_stores.stop(first)
+    await first.stop()  # the replica dies: nothing more of it runs or is written
     second, second_stage_two, _ = await durable_stores.start(owner="b")
     view = await ended(second, ticket, timeout_s=10 * LEASE_S + 5)
     assert view.status == "completed" and view.attempts == 2
