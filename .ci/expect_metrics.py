@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from multistage.metrics_scrape import scrape, total
+from multistage.metrics.scrape import scrape, total
 
 # Series that count each request once, with the labels that pick the right samples.
 COUNTED = {

@@ -25,10 +25,10 @@ from starlette.routing import Route
 
 from graphs.multistage import AppArgs, bind_heavy, model_infos
 from multistage.client import paths
-from multistage.model_io import load_booster, xgboost_probabilities
-from multistage.records import RecordParser
-from multistage.schema import RecordSchema
-from multistage.stage_one import StageOneModel
+from multistage.models.io import load_booster, xgboost_probabilities
+from multistage.models.records import RecordParser
+from multistage.models.schema import RecordSchema
+from multistage.models.stage_one import StageOneModel
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)

@@ -60,7 +60,7 @@ from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
 from demo.net import build_model
 from multistage.client import paths
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 from multistage.tickets.ids import new_secret
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port

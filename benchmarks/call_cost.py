@@ -15,9 +15,9 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from multistage.models.records import Record
 from multistage.ray_private import by_value
-from multistage.records import Record
-from multistage.wire import Submission
+from multistage.tickets.wire import Submission
 
 # A call carrying a few submissions, as the ingress's shared calls do under load.
 PAYLOAD = [

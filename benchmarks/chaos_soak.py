@@ -41,7 +41,7 @@ from benchmarks.fault_injection import (
 )
 from benchmarks.report import write_results
 from benchmarks.serve_process import wait_healthy
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 from ops.local_cluster import deploy_config, kill, local_cluster, replica_actors
 from ops.ports import free_port
 from ops.redis_server import RedisServer

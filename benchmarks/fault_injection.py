@@ -41,7 +41,7 @@ from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
 from benchmarks.serve_process import wait_healthy
 from multistage.client import paths
 from multistage.client.models import UNFINISHED
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 from ops import haproxy
 from ops.local_cluster import (
     deploy_config,

@@ -14,10 +14,10 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from multistage.client import paths
-from multistage.records import RecordParser
-from multistage.schema import RecordSchema
+from multistage.models.records import RecordParser
+from multistage.models.schema import RecordSchema
 from multistage.tickets.ids import TicketIds
-from multistage.wire import Submission
+from multistage.tickets.wire import Submission
 
 APP = "multistage"
 BACKLOG = 256  # unfinished tickets that keep stage two saturated: 4x what a replica holds

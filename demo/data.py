@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from multistage.schema import CategoricalField, ImageSpec, NumericField, RecordSchema, TextSpec
+from multistage.models.schema import (
+    CategoricalField,
+    ImageSpec,
+    NumericField,
+    RecordSchema,
+    TextSpec,
+)
 
 CLASSES = ["ok", "defect"]
 # Each reading with what its sensor can report: a value outside is refused, not scored.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 
 TOKEN_WIDTH = 32
 

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from demo.data import NOTE_FIELD, Dataset, generate, record_schema, without
 from demo.net import build_model
-from multistage.model_io import heavy_inputs, load_booster, xgboost_probabilities
-from multistage.schema import RecordSchema
+from multistage.models.io import heavy_inputs, load_booster, xgboost_probabilities
+from multistage.models.schema import RecordSchema
 
 CPU = torch.device("cpu")
 VOCAB_SIZE = 512

@@ -24,9 +24,9 @@ from ray import serve
 from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
 from multistage.client.errors import MultistageError
 from multistage.client.models import ErrorBody, ModelInfo, Prediction
-from multistage.model_io import heavy_inputs, load_heavy_module, prediction_from_probabilities
-from multistage.records import Record
-from multistage.schema import RecordSchema
+from multistage.models.io import heavy_inputs, load_heavy_module, prediction_from_probabilities
+from multistage.models.records import Record
+from multistage.models.schema import RecordSchema
 from multistage.tickets import errors as ticket_errors
 from multistage.tickets.deadline import has_passed
 

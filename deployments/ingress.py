@@ -2,7 +2,7 @@
 
 A predict request costs no Serve call: the record is parsed and validated, XGBoost runs
 here, a signed ticket id is minted here, and the answer leaves. A stream session's records
-(``GET /v1/streams``, ``multistage/stream_session.py``) take the same path. The ticket's stage-two
+(``GET /v1/streams``, ``multistage/streams/session.py``) take the same path. The ticket's stage-two
 work follows in a shared call to the ticket store (``SubmissionQueue``), and clients
 waiting for stage two share one wait per replica (``TicketWatcher``). Scaling this
 deployment scales stage one.
@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from multistage.auth import AuthArgs, load_tenants, tenant_of
+from multistage.admission.load_shedding import LoopBacklog
 from multistage.client import paths
 from multistage.client.models import (
     GONE,
@@ -44,9 +44,9 @@ from multistage.client.models import (
     TicketView,
 )
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
-from multistage.health import Health, HealthReadings
-from multistage.http_app import build_http_app
-from multistage.http_errors import (
+from multistage.http.app import build_http_app
+from multistage.http.auth import AuthArgs, load_tenants, tenant_of
+from multistage.http.errors import (
     BodyTooLarge,
     Overloaded,
     UnknownTicket,
@@ -54,20 +54,26 @@ from multistage.http_errors import (
     error_response,
     invalid_record_body,
 )
-from multistage.load_shedding import LoopBacklog
-from multistage.metrics import IngressMetrics
+from multistage.http.health import Health, HealthReadings
+from multistage.http.sse import HEARTBEAT, event_stream, sse_event
+from multistage.http.tenants import Tenants
+from multistage.metrics.exported import IngressMetrics
+from multistage.models.records import (
+    FieldError,
+    InvalidRecord,
+    Record,
+    RecordParser,
+    invalid_record,
+)
+from multistage.models.schema import RecordSchema
+from multistage.models.stage_one import StageOneModel
 from multistage.ray_private import ingress_built_per_replica
-from multistage.records import FieldError, InvalidRecord, Record, RecordParser, invalid_record
-from multistage.schema import RecordSchema
-from multistage.sse import HEARTBEAT, event_stream, sse_event
-from multistage.stage_one import StageOneModel
-from multistage.store_client import TicketStoreClient
-from multistage.stream_session import SessionServices, serve_session
-from multistage.submissions import Refusal, SubmissionQueue
-from multistage.tenants import Tenants
-from multistage.ticket_watch import TicketWatcher
+from multistage.store_calls.client import TicketStoreClient
+from multistage.store_calls.submissions import Refusal, SubmissionQueue
+from multistage.store_calls.watch import TicketWatcher
+from multistage.streams.session import SessionServices, serve_session
 from multistage.tickets.ids import TicketIds
-from multistage.wire import Submission
+from multistage.tickets.wire import Submission
 
 logger = logging.getLogger("ray.serve")
 _REQUEST_ID_KEY = paths.REQUEST_ID_HEADER.lower().encode()

@@ -35,13 +35,13 @@ from multistage.client.errors import one_line
 from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, open_journal
-from multistage.metrics import TicketMetrics
+from multistage.metrics.exported import TicketMetrics
+from multistage.models.records import Record
 from multistage.ray_private import object_ref_once_accepted
-from multistage.records import Record
 from multistage.store.lifecycle import TicketLifecycle
 from multistage.store.stage_two import Outcome, StageTwoReplicaLost
 from multistage.tickets.ids import TicketIds
-from multistage.wire import StoreLoad, Submission, WaitReply
+from multistage.tickets.wire import StoreLoad, Submission, WaitReply
 
 
 class StoreStats(BaseModel):

@@ -35,7 +35,7 @@ import httpx
 import pytest
 import yaml
 
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 from ops.ports import free_port
 from ops.redis_server import RedisServer, redis_binary
 

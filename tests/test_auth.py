@@ -3,8 +3,8 @@
 import pytest
 from conftest import API_KEY
 
-from multistage.auth import AuthArgs, load_tenants
 from multistage.client import Client
+from multistage.http.auth import AuthArgs, load_tenants
 from multistage.tickets.ids import DEFAULT_TENANT
 
 GUARDED = "/guarded"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import dashboard_metric_names, dashboard_panels
 
-from multistage import metrics
+from multistage.metrics import exported as metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
@@ -40,7 +40,7 @@ def charts() -> list[dict]:
 
 
 def _defined_metrics() -> dict[str, str]:
-    """``multistage_*`` name constant -> the kind of metric metrics.py builds with it."""
+    """``multistage_*`` name constant -> the kind of metric exported.py builds with it."""
     names = {
         constant: value
         for constant, value in vars(metrics).items()

@@ -14,7 +14,7 @@ from multistage.client.models import (
     PredictResponse,
     TicketView,
 )
-from multistage.records import (
+from multistage.models.records import (
     MAX_JSON_DEPTH,
     UNENCODABLE_TEXT,
     InvalidRecord,

@@ -11,7 +11,7 @@ import pytest
 
 from multistage.client.errors import MultistageError
 from multistage.client.models import ErrorBody
-from multistage.records import FieldError
+from multistage.models.records import FieldError
 
 PACKAGES = ["multistage", "deployments", "graphs", "demo", "ops"]
 _ERROR = ErrorBody(error="deadline_passed", message="the deadline passed before stage two started")

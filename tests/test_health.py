@@ -3,7 +3,7 @@ controller read per interval per replica, whatever the rate of probes."""
 
 import asyncio
 
-from multistage.health import Health, HealthReadings
+from multistage.http.health import Health, HealthReadings
 
 READY = Health(ready=True, deployments={"Ingress": "HEALTHY"})
 

@@ -17,8 +17,8 @@ from ray.serve import Application
 from demo.net import build_model
 from deployments.heavy import HeavyModel, StageTwoError
 from multistage.client.models import ErrorBody, ModelInfo, Prediction
-from multistage.records import Record
-from multistage.schema import RecordSchema
+from multistage.models.records import Record
+from multistage.models.schema import RecordSchema
 
 APP = "isolation"
 

@@ -13,7 +13,7 @@ from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.journal import JournalEntry, decode_record, encode_record
 from multistage.journal.redis import RedisJournal
 from multistage.journal.sqlite import SqliteJournal
-from multistage.records import Record
+from multistage.models.records import Record
 
 
 class Journals:

@@ -18,7 +18,7 @@ from support import (
 
 from demo.data import generate
 from multistage.client import paths
-from multistage.metrics_scrape import Samples, scrape, total
+from multistage.metrics.scrape import Samples, scrape, total
 
 DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
 

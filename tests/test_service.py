@@ -9,14 +9,14 @@ from support import concurrently
 
 from demo.data import generate
 from multistage.client.models import _TICKET_EXAMPLE
-from multistage.model_io import (
+from multistage.models.io import (
     file_version,
     heavy_inputs,
     load_booster,
     load_heavy_module,
     xgboost_probabilities,
 )
-from multistage.records import RecordParser
+from multistage.models.records import RecordParser
 
 
 def test_both_stages_equal_offline_predictions(http, artifacts, schema):

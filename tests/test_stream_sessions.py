@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from multistage.client import AsyncClient, paths
 from multistage.client.models import UNFINISHED
 from multistage.client.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_IDLE, CLOSE_UNAUTHORIZED
-from multistage.records import MAX_JSON_DEPTH
+from multistage.models.records import MAX_JSON_DEPTH
 from ops.local_cluster import kill
 
 TERMINAL_WAIT_S = 60

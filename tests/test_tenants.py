@@ -12,9 +12,9 @@ from conftest import API_KEY, GUARDED_LIMITS, OTHER_KEY, write_tenants
 from websockets.sync.client import connect
 
 from multistage.client import paths
-from multistage.metrics import ADMISSION_REJECTIONS
-from multistage.metrics_scrape import scrape, total
-from multistage.tenants import TenantsFromFile
+from multistage.http.tenants import TenantsFromFile
+from multistage.metrics.exported import ADMISSION_REJECTIONS
+from multistage.metrics.scrape import scrape, total
 
 GUARDED = "/guarded"
 ACME = {"Authorization": f"Bearer {API_KEY}"}

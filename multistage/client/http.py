@@ -121,7 +121,7 @@ class AsyncClient:
         max_reconnects: int = 5,
     ) -> StreamSession:
         """Both answers of each record, as they arrive (``async for message in ...``), over
-        one stream session that reconnects and resumes (``multistage/stream_client.py``)."""
+        one stream session that reconnects and resumes (``multistage/client/streams.py``)."""
         return StreamSession(
             self._base_url,
             records,

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from multistage.client.models import ErrorBody, Prediction, TicketStatus
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.tickets.ids import DEFAULT_TENANT
 
 

@@ -43,7 +43,7 @@ from multistage.journal import (
     decode_record,
     encode_record,
 )
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.store.id_history import IdHistory
 from multistage.store.stage_two import Outcome, StageTwo, StageTwoCall, StageTwoReplicaLost, ending
 from multistage.tickets import errors as ticket_errors
@@ -54,7 +54,7 @@ from multistage.tickets.views import (
     ticket_view,
     unfinished_view,
 )
-from multistage.wire import StoreLoad, Submission, WaitReply
+from multistage.tickets.wire import StoreLoad, Submission, WaitReply
 
 # How often a wait re-reads the journal for tickets a peer holds.
 PEER_POLL_S = 0.1

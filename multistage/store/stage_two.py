@@ -10,7 +10,7 @@ from typing import Protocol
 
 from multistage.client.errors import MultistageError
 from multistage.client.models import ErrorBody, Prediction, TicketStatus
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.tickets import errors as ticket_errors
 
 Outcome = Prediction | ErrorBody

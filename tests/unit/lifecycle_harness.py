@@ -11,10 +11,10 @@ import numpy as np
 from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, open_journal
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.store.lifecycle import TicketLifecycle
 from multistage.tickets.ids import DEFAULT_TENANT, TicketIds
-from multistage.wire import Submission
+from multistage.tickets.wire import Submission
 
 from .stage_two import ScriptedStageTwo
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from multistage.client.models import ErrorBody, ModelInfo, Prediction
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.store.stage_two import Outcome, StageTwoReplicaLost
 
 from .waits import until

@@ -2,7 +2,7 @@
 
 These travel as Ray arguments and results between replicas of this application; nothing
 a client sends is ever deserialized this way (client bodies are JSON, parsed by
-``multistage/records.py``).
+``multistage/models/records.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from multistage.client.models import TicketView
-from multistage.records import Record
+from multistage.models.records import Record
 from multistage.tickets.ids import DEFAULT_TENANT
 
 

@@ -12,7 +12,6 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from multistage.auth import PROTECTED_PREFIX, ApiKeyAuth
 from multistage.client import paths
 from multistage.client.models import (
     BatchResponse,
@@ -21,8 +20,9 @@ from multistage.client.models import (
     PredictResponse,
     TicketView,
 )
-from multistage.http_errors import install_error_handlers
-from multistage.tenants import Tenants
+from multistage.http.auth import PROTECTED_PREFIX, ApiKeyAuth
+from multistage.http.errors import install_error_handlers
+from multistage.http.tenants import Tenants
 
 
 class Api(Protocol):
@@ -204,7 +204,7 @@ def build_http_app(api: Api) -> FastAPI:
         responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
         summary="Readiness: 200 only when every deployment runs",
     )
-    # Its protocol is in multistage/stream_protocol.py and the README; the session checks
+    # Its protocol is in multistage/client/protocol.py and the README; the session checks
     # the API key itself (a browser's WebSocket cannot send headers: a first message can).
     app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from multistage.client.models import TicketView
-from multistage.wire import StoreLoad, WaitReply
+from multistage.tickets.wire import StoreLoad, WaitReply
 
 logger = logging.getLogger("ray.serve")
 

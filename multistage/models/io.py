@@ -15,7 +15,7 @@ import torch
 import xgboost as xgb
 
 from multistage.client.models import ModelInfo, Prediction
-from multistage.schema import RecordSchema
+from multistage.models.schema import RecordSchema
 
 
 def file_version(path: str | Path) -> str:

@@ -12,7 +12,7 @@ from starlette.routing import Match
 
 from multistage.client.errors import MultistageError
 from multistage.client.models import ErrorBody, FieldProblem
-from multistage.records import InvalidRecord
+from multistage.models.records import InvalidRecord
 
 logger = logging.getLogger("ray.serve")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from multistage.client.models import ModelInfo, Prediction
-from multistage.model_io import load_booster, prediction_from_probabilities, xgboost_probabilities
+from multistage.models.io import load_booster, prediction_from_probabilities, xgboost_probabilities
 
 
 class StageOneModel:

@@ -18,9 +18,9 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from multistage.client.models import TicketView
-from multistage.http_errors import TicketStoreUnavailable
+from multistage.http.errors import TicketStoreUnavailable
 from multistage.ray_private import by_value
-from multistage.wire import StoreLoad, Submission, WaitReply
+from multistage.tickets.wire import StoreLoad, Submission, WaitReply
 
 logger = logging.getLogger("ray.serve")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from multistage.wire import StoreLoad
+from multistage.tickets.wire import StoreLoad
 
 
 class AdmissionGate:

@@ -2,7 +2,7 @@
 
 The key comes from the environment of the ingress replicas or from a secret file
 (a Kubernetes secret mount, say), never from the Serve config: configs live in git. A
-tenants file names several tenants by their keys' hashes (``multistage/tenants.py``).
+tenants file names several tenants by their keys' hashes (``multistage/http/tenants.py``).
 Health and the API docs stay open, so probes and humans need no key.
 """
 
@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Match
 
 from multistage.client import paths
 from multistage.client.models import ErrorBody
-from multistage.tenants import Tenants, TenantsFromFile
+from multistage.http.tenants import Tenants, TenantsFromFile
 from multistage.tickets.ids import DEFAULT_TENANT
 
 PROTECTED_PREFIX = f"{paths.API_PREFIX}/"

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from tokenizers import Tokenizer
 
 from multistage.client.errors import MultistageError
-from multistage.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
+from multistage.models.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
 
 # A client's JSON is read only by pydantic-core's parser, which refuses text nested deeper
 # than this without recursing in Python (Python's own parser raised RecursionError).

@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from multistage.admission import AdmissionGate
+from multistage.admission.gate import AdmissionGate
 from multistage.client.models import ErrorBody
-from multistage.wire import StoreLoad, Submission
+from multistage.tickets.wire import StoreLoad, Submission
 
 logger = logging.getLogger("ray.serve")
 
