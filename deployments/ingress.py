@@ -20,12 +20,10 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 from fastapi import Query, Request, WebSocket
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -47,23 +45,20 @@ from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.http.app import build_http_app
 from multistage.http.auth import AuthArgs, load_tenants, tenant_of
 from multistage.http.errors import (
-    BodyTooLarge,
     Overloaded,
     UnknownTicket,
-    UnsupportedMediaType,
     error_response,
     invalid_record_body,
 )
 from multistage.http.health import Health, HealthReadings
+from multistage.http.requests import Asker, read_body
+from multistage.http.responses import json_response, ticket_response
 from multistage.http.sse import HEARTBEAT, event_stream, sse_event
-from multistage.http.tenants import Tenants
 from multistage.metrics.exported import IngressMetrics
 from multistage.models.records import (
-    FieldError,
     InvalidRecord,
     Record,
     RecordParser,
-    invalid_record,
 )
 from multistage.models.schema import RecordSchema
 from multistage.models.stage_one import StageOneModel
@@ -76,7 +71,6 @@ from multistage.tickets.ids import TicketIds
 from multistage.tickets.wire import Submission
 
 logger = logging.getLogger("ray.serve")
-_REQUEST_ID_KEY = paths.REQUEST_ID_HEADER.lower().encode()
 
 DEADLINE_QUERY = Query(
     None,
@@ -92,28 +86,6 @@ WAIT_QUERY = Query(0.0, ge=0, description="Seconds to wait for stage two (long-p
 SHARED_WAIT_S = 1.0
 # How long a stopping replica waits for the store to take its unsent submissions.
 FLUSH_AT_STOP_S = 5.0
-
-
-class BatchRequest(BaseModel):
-    # Items stay raw JSON here: each is validated on its own, so one bad record fails alone.
-    records: list[object] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class _Asker:
-    """Who asked for predictions, as their tickets record it: read once per request."""
-
-    root: str  # the application's route prefix: where its tickets are read
-    request_id: str  # the HTTP request (X-Request-ID), named in the store's log lines
-    tenant: str  # whose tickets they are
-    tenant_limit: int | None  # the tenant's cap on its unfinished tickets, if it has one
-
-    @classmethod
-    def of(cls, scope: dict, tenants: Tenants | None) -> "_Asker":
-        request_id = dict(scope["headers"]).get(_REQUEST_ID_KEY, b"").decode()
-        tenant = tenant_of(scope)
-        limit = tenants.limit_of(tenant) if tenants is not None else None
-        return cls(scope.get("root_path", ""), request_id, tenant, limit)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=10_000)
@@ -184,7 +156,7 @@ class Ingress:
         started = self._accept()
         record = await self._record(request)
         (answer,) = self._answer([record], started, self._deadline(deadline_s), request.scope)
-        return _json(answer, headers={paths.STAGE_TWO_HEADER: answer.stage_two.status})
+        return json_response(answer, headers={paths.STAGE_TWO_HEADER: answer.stage_two.status})
 
     async def predict_stream(
         self, request: Request, deadline_s: float | None = DEADLINE_QUERY
@@ -201,7 +173,9 @@ class Ingress:
         self, request: Request, deadline_s: float | None = DEADLINE_QUERY
     ) -> BatchResponse:
         started = self._accept()
-        items = self._parse_batch(await _read_body(request, self._limits.max_body_bytes))
+        items = self._parser.parse_batch(
+            await read_body(request, self._limits.max_body_bytes), self._limits.max_batch_records
+        )
         good = [(i, item) for i, item in enumerate(items) if isinstance(item, Record)]
         results = [
             BatchItem(index=i, error=invalid_record_body(item))
@@ -215,7 +189,7 @@ class Ingress:
                 BatchItem(index=i, ticket=a.ticket, stage_one=a.stage_one, stage_two=a.stage_two)
                 for (i, _), a in zip(good, answers, strict=True)
             ]
-        return _json(BatchResponse(results=sorted(results, key=lambda item: item.index)))
+        return json_response(BatchResponse(results=sorted(results, key=lambda item: item.index)))
 
     async def get_prediction(
         self, request: Request, ticket: str, wait: float = WAIT_QUERY
@@ -223,14 +197,14 @@ class Ingress:
         self._check_issued(ticket, request.scope)
         wait_s = min(wait, self._limits.max_wait_s)
         view = await self._watcher.ended(ticket, wait_s) if wait_s > 0 else None
-        return _ticket_response(view or await self._store.view(ticket))
+        return ticket_response(view or await self._store.view(ticket))
 
     async def cancel_prediction(self, request: Request, ticket: str) -> TicketView:
         self._check_issued(ticket, request.scope)
         view = await self._store.cancel(ticket)
         # Unfinished: another store replica holds it, and has been asked to cancel it.
         if view.status in ("canceled", *GONE, *UNFINISHED):
-            return _ticket_response(view)
+            return ticket_response(view)
         return error_response(
             409, "already_finished", f"ticket {ticket!r} already ended: {view.status}"
         )
@@ -302,7 +276,7 @@ class Ingress:
         return False
 
     async def _record(self, request: Request) -> Record:
-        return self._parser.parse(await _read_body(request, self._limits.max_body_bytes))
+        return self._parser.parse(await read_body(request, self._limits.max_body_bytes))
 
     def _answer(
         self,
@@ -317,7 +291,7 @@ class Ingress:
         the path every predict endpoint and stream session shares."""
         predictions = self._stage_one.predict(np.stack([r.features for r in records]))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        asker = _Asker.of(scope, self.tenants)
+        asker = Asker.of(scope, self.tenants)
         answers = []
         for record, prediction in zip(records, predictions, strict=True):
             prediction.latency_ms = latency_ms
@@ -330,7 +304,7 @@ class Ingress:
         record: Record,
         prediction: Prediction,
         deadline: float | None,
-        asker: _Asker,
+        asker: Asker,
         refusal: Refusal | None,
     ) -> PredictResponse:
         """A ticket for the record's stage two, or the reason stage two refuses it.
@@ -400,51 +374,3 @@ class Ingress:
                 yield sse_event("stage2" if view.status == "completed" else view.status, view)
                 return
             yield HEARTBEAT
-
-    def _parse_batch(self, body: bytes) -> list[Record | InvalidRecord]:
-        try:
-            records = BatchRequest.model_validate_json(body).records
-        except ValidationError as error:
-            raise invalid_record(error) from None
-        if len(records) > self._limits.max_batch_records:
-            limit = self._limits.max_batch_records
-            raise InvalidRecord([FieldError("records", f"at most {limit} records per request")])
-        items: list[Record | InvalidRecord] = []
-        for values in records:
-            try:
-                items.append(self._parser.parse_values(values))
-            except InvalidRecord as error:
-                items.append(error)
-        return items
-
-
-def _json(body: BaseModel, status_code: int = 200, headers: dict | None = None) -> Response:
-    """A JSON response straight from the model: FastAPI would validate it again."""
-    return Response(
-        body.model_dump_json(), status_code, headers=headers, media_type="application/json"
-    )
-
-
-def _ticket_response(view: TicketView) -> Response:
-    """200 once the ticket has ended, 202 (Retry-After) before, 410 when its result is gone."""
-    if view.status in UNFINISHED:
-        return _json(view, 202, headers={"Retry-After": "1"})
-    return _json(view, 410 if view.status in GONE else 200)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused unread if declared as other than JSON (none declared is taken as
-    JSON), and as soon as it is known to exceed ``limit`` bytes."""
-    content_type = request.headers.get("content-type", "application/json")
-    if content_type.partition(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType(content_type)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -2,6 +2,8 @@
 
 - ``app``: the routes and their OpenAPI documentation (``build_http_app``), handled by an
   ``Api`` (the Ingress deployment is one);
+- ``requests``: a request's body, bounded, and who asked (``Asker``);
+- ``responses``: JSON responses straight from their models, a ticket's by its status;
 - ``errors``: every error as a JSON ``ErrorBody`` naming what was wrong, and its status;
 - ``auth``: the optional API key that names a request's tenant;
 - ``tenants``: the tenants file, keys by hash, read again when it changes;

@@ -86,50 +86,41 @@ def build_http_app(api: Api) -> FastAPI:
         description="Stage one (XGBoost) answers at once; stage two (PyTorch) by ticket.",
     )
     install_error_handlers(app)
-    errors = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 503)}
-    ticket_errors = {status: {"model": ErrorBody} for status in (401, 404, 422, 503)}
-    stage_two_header = {
-        paths.STAGE_TWO_HEADER: {
-            "description": "stage_two.status: pending, rejected or unavailable",
-            "schema": {"type": "string"},
-        }
+    _add_predict_routes(app, api)
+    _add_ticket_routes(app, api)
+    _add_service_routes(app, api)
+    # Its protocol is in multistage/client/protocol.py and the README; the session checks
+    # the API key itself (a browser's WebSocket cannot send headers: a first message can).
+    app.add_api_websocket_route(paths.STREAMS, api.stream_session)
+
+    if api.tenants is not None:
+        app.add_middleware(ApiKeyAuth, tenants=api.tenants, routes=app.router.routes)
+        _document_api_keys(app)
+    # Added last, so it runs first: refusals name their replica too.
+    app.add_middleware(ServedBy, replica_id=api.replica_id)
+    return app
+
+
+_PREDICT_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 503)}
+_TICKET_ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 422, 503)}
+_STAGE_TWO_HEADER = {
+    paths.STAGE_TWO_HEADER: {
+        "description": "stage_two.status: pending, rejected or unavailable",
+        "schema": {"type": "string"},
     }
-    request_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": api.request_schema,
-                "example": api.example_request,
-            }
-        },
-    }
-    batch_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["records"],
-                    "properties": {
-                        "records": {
-                            "type": "array",
-                            "items": api.request_schema,
-                            "minItems": 1,
-                            "maxItems": api.max_batch_records,
-                        }
-                    },
-                },
-                "example": {"records": [api.example_request]},
-            }
-        },
-    }
+}
+
+
+def _add_predict_routes(app: FastAPI, api: Api) -> None:
+    """The routes that take records: stage one now, stage two by ticket or on the stream."""
+    request_body = {"requestBody": _json_body(api.request_schema, api.example_request)}
     app.add_api_route(
         paths.PREDICT,
         api.predict,
         methods=["POST"],
         response_model=PredictResponse,
-        responses={200: {"headers": stage_two_header}, **errors},
-        openapi_extra={"requestBody": request_body},
+        responses={200: {"headers": _STAGE_TWO_HEADER}, **_PREDICT_ERRORS},
+        openapi_extra=request_body,
         summary="Stage one now, plus a ticket for stage two",
     )
     app.add_api_route(
@@ -138,8 +129,8 @@ def build_http_app(api: Api) -> FastAPI:
         response_model=None,
         methods=["POST"],
         response_class=StreamingResponse,
-        responses={200: _EVENT_STREAM_DOC, **errors},
-        openapi_extra={"requestBody": request_body},
+        responses={200: _EVENT_STREAM_DOC, **_PREDICT_ERRORS},
+        openapi_extra=request_body,
         summary="Stage one and stage two as Server-Sent Events on one response",
     )
     app.add_api_route(
@@ -147,17 +138,39 @@ def build_http_app(api: Api) -> FastAPI:
         api.predict_batch,
         methods=["POST"],
         response_model=BatchResponse,
-        responses=errors,
-        openapi_extra={"requestBody": batch_body},
+        responses=_PREDICT_ERRORS,
+        openapi_extra={"requestBody": _batch_body(api)},
         summary="Many records: stage one in one vectorised call, one ticket each",
     )
+
+
+def _json_body(schema: dict, example: dict) -> dict:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
+
+
+def _batch_body(api: Api) -> dict:
+    records = {
+        "type": "array",
+        "items": api.request_schema,
+        "minItems": 1,
+        "maxItems": api.max_batch_records,
+    }
+    schema = {"type": "object", "required": ["records"], "properties": {"records": records}}
+    return _json_body(schema, {"records": [api.example_request]})
+
+
+def _add_ticket_routes(app: FastAPI, api: Api) -> None:
+    """The routes that read or cancel an issued ticket."""
     app.add_api_route(
         paths.PREDICTION_EVENTS,
         api.prediction_events,
         response_model=None,
         methods=["GET"],
         response_class=StreamingResponse,
-        responses={200: _EVENT_STREAM_DOC, **ticket_errors},
+        responses={200: _EVENT_STREAM_DOC, **_TICKET_ERRORS},
         summary="Stage two for an existing ticket as Server-Sent Events",
     )
     app.add_api_route(
@@ -171,7 +184,7 @@ def build_http_app(api: Api) -> FastAPI:
             },
             202: {"model": TicketView, "description": "Pending or running (with Retry-After)"},
             410: {"model": TicketView, "description": "Expired: deadline passed, or TTL"},
-            **ticket_errors,
+            **_TICKET_ERRORS,
         },
         summary="Stage two for a ticket (long-poll with ?wait=S)",
     )
@@ -184,10 +197,14 @@ def build_http_app(api: Api) -> FastAPI:
             200: {"description": "Canceled: unstarted work never runs"},
             409: {"model": ErrorBody, "description": "The ticket had already ended otherwise"},
             410: {"model": TicketView, "description": "Expired"},
-            **ticket_errors,
+            **_TICKET_ERRORS,
         },
         summary="Cancel a ticket's stage two",
     )
+
+
+def _add_service_routes(app: FastAPI, api: Api) -> None:
+    """What the service says of itself: its models, and whether it is ready."""
     app.add_api_route(
         paths.MODELS,
         api.models,
@@ -204,16 +221,6 @@ def build_http_app(api: Api) -> FastAPI:
         responses={200: _HEALTH_DOC, 503: {"description": "Not every deployment is running"}},
         summary="Readiness: 200 only when every deployment runs",
     )
-    # Its protocol is in multistage/client/protocol.py and the README; the session checks
-    # the API key itself (a browser's WebSocket cannot send headers: a first message can).
-    app.add_api_websocket_route(paths.STREAMS, api.stream_session)
-
-    if api.tenants is not None:
-        app.add_middleware(ApiKeyAuth, tenants=api.tenants, routes=app.router.routes)
-        _document_api_keys(app)
-    # Added last, so it runs first: refusals name their replica too.
-    app.add_middleware(ServedBy, replica_id=api.replica_id)
-    return app
 
 
 def _document_api_keys(app: FastAPI) -> None:

@@ -95,6 +95,11 @@ def request_model(schema: RecordSchema) -> type[pydantic.BaseModel]:
     return pydantic.create_model("PredictRequest", __config__=config, **fields)
 
 
+class BatchRequest(pydantic.BaseModel):
+    # Items stay raw JSON here: each is validated on its own, so one bad record fails alone.
+    records: list[object] = pydantic.Field(min_length=1)
+
+
 class RecordParser:
     """Parses request bodies for one schema."""
 
@@ -123,6 +128,24 @@ class RecordParser:
     def parse_values(self, values: Any) -> Record:
         """A record from already-decoded JSON (one item of a batch)."""
         return self._record(self.model.model_validate, values)
+
+    def parse_batch(self, body: bytes, max_records: int) -> list[Record | InvalidRecord]:
+        """The records of a batch request body, each parsed on its own: one bad record
+        fails alone (its ``InvalidRecord`` in its place)."""
+        try:
+            records = BatchRequest.model_validate_json(body).records
+        except pydantic.ValidationError as error:
+            raise invalid_record(error) from None
+        if len(records) > max_records:
+            limit = f"at most {max_records} records per request"
+            raise InvalidRecord([FieldError("records", limit)])
+        items: list[Record | InvalidRecord] = []
+        for values in records:
+            try:
+                items.append(self.parse_values(values))
+            except InvalidRecord as error:
+                items.append(error)
+        return items
 
     def _record(self, validate: Callable[[Any], pydantic.BaseModel], source: Any) -> Record:
         try:
