@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
-.PHONY: setup redis models run test lint bench bench-latency bench-stream bench-faults soak profile clean
+.PHONY: setup redis models run test lint bench bench-report bench-latency bench-stream bench-faults soak profile clean
 
 setup: $(VENV)/.installed
 
@@ -43,8 +43,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-bench: setup models
-	$(BIN)/python -m benchmarks.bench
+# Every part of the benchmark (about 25 min), or those named: make bench PARTS="sequential cpu".
+# Each part's figures are saved as it ends (results/bench/); bench-report remakes the report.
+PARTS ?=
+bench: setup models redis
+	$(BIN)/python -m benchmarks.bench $(if $(PARTS),--parts "$(PARTS)")
+
+bench-report: setup
+	$(BIN)/python -m benchmarks.bench --report
 
 bench-latency: setup models
 	$(BIN)/python -m benchmarks.stage_one_latency
