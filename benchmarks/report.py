@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import ray
 
+from benchmarks import machine
 from benchmarks.serve_process import serve_run
 
 LOCAL_CONFIG = Path("configs/local.yaml")
@@ -48,12 +46,7 @@ def percentiles(values: list[float]) -> dict:
 
 def write_results(path: Path, results: dict, echo: bool = True) -> None:
     """Adds the machine, writes ``path`` as JSON, and prints it (unless not ``echo``)."""
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "ray": ray.__version__,
-    }
+    results["machine"] = machine.describe()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     if echo:
