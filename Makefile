@@ -2,11 +2,11 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch. On a GPU machine, pass a CUDA build, e.g. make setup TORCH="torch==2.13.0"
-# with pip pointed at PyTorch's CUDA index (see README).
+# with pip pointed at PyTorch's CUDA index (see docs/configuration.md, "GPU installs").
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
-.PHONY: setup redis models run test lint bench bench-report bench-latency bench-stream bench-faults soak profile clean
+.PHONY: setup redis models run test lint docs bench bench-report bench-latency bench-stream bench-faults soak profile clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+# The docs' tables of contents, made again from their headings.
+docs: setup
+	$(BIN)/python -m tools.docs
 
 # Every part of the benchmark (about 25 min), or those named: make bench PARTS="sequential cpu".
 # Each part's figures are saved as it ends (results/bench/); bench-report remakes the report.

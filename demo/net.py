@@ -1,7 +1,7 @@
 """The demo stage-two network: an MLP on the tabular fields, fused with a small CNN on the
 photo and a small text encoder on each text field, whichever the schema declares.
 
-Any stage-two model follows the same contract (see README, "Serve your own models"):
+Any stage-two model follows the same contract (see docs/configuration.md, "Serve your own models"):
 a factory ``(schema, **kwargs) -> torch.nn.Module`` whose module takes its inputs by
 name, as keywords: ``numeric`` ``[B,N]`` float, ``categorical`` ``[B,K]`` long, the
 schema's image field ``[B,C,H,W]`` float in 0..1, and each text field's token ids

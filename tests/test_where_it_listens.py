@@ -55,7 +55,7 @@ def test_haproxy_and_the_ingress_listen_on_loopback_only(serve_url, haproxy_dir)
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}
 
     # The replicas' own HTTP servers, as HAProxy's config names them (Ray's worker ports
-    # listen on every interface: see the README). The session runs two ingress replicas
+    # listen on every interface: see docs/configuration.md). The session runs two ingress replicas
     # (one may still be replacing a replica an earlier test killed).
     wait_for_condition(lambda: len(_routed_ports(haproxy_dir)) == 2, timeout=60)
     routed = _routed_ports(haproxy_dir)

@@ -89,7 +89,7 @@ def build_http_app(api: Api) -> FastAPI:
     _add_predict_routes(app, api)
     _add_ticket_routes(app, api)
     _add_service_routes(app, api)
-    # Its protocol is in multistage/client/protocol.py and the README; the session checks
+    # Its protocol is in multistage/client/protocol.py and docs/streams.md; the session checks
     # the API key itself (a browser's WebSocket cannot send headers: a first message can).
     app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 

@@ -1,0 +1,1 @@
+"""Tools for the repository itself: the docs' generated parts."""
