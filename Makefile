@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifacts/tokenizer.json
 
-.PHONY: setup redis models run test lint docs bench bench-report bench-latency bench-stream bench-faults soak profile clean
+.PHONY: setup redis models run test lint docs reference bench bench-report bench-latency bench-stream bench-faults soak profile clean
 
 setup: $(VENV)/.installed
 
@@ -43,9 +43,21 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# The docs' tables of contents, made again from their headings.
+# The docs' tables of contents and figures, made again from their headings and from the
+# reference run (benchmarks/reference/).
 docs: setup
 	$(BIN)/python -m tools.docs
+
+# The last runs' results as the reference run: after make bench, bench-faults, soak,
+# bench-latency, bench-stream and profile (docs/benchmarks.md, "The reference run").
+REFERENCE := benchmarks/reference
+reference:
+	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE)/bench
+	cd results/bench && cp --parents */*.json ../../$(REFERENCE)/bench/
+	cp results/fault_injection.json results/chaos_soak.json results/stage_one_latency.json \
+	   results/stream_latency.json results/ingress_profile.json $(REFERENCE)/
+	cp artifacts/metrics.json $(REFERENCE)/demo_models.json
+	cp results/autoscaling.png docs/autoscaling.png
 
 # Every part of the benchmark (about 25 min), or those named: make bench PARTS="sequential cpu".
 # Each part's figures are saved as it ends (results/bench/); bench-report remakes the report.

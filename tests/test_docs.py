@@ -39,7 +39,7 @@ def test_the_readme_is_a_front_door() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
-def test_the_pages_exist_and_their_tables_of_contents_are_current() -> None:
+def test_the_pages_exist_and_their_contents_and_figures_are_current() -> None:
     names = {p.name for p in PAGES}
     expected = {"api.md", "streams.md", "configuration.md", "operations.md", "benchmarks.md"}
     assert expected | {"design.md"} <= names

@@ -1,8 +1,10 @@
-"""The docs' tables of contents, made from their headings.
+"""The docs' generated parts: tables of contents, made from their headings, and tables of
+figures, made from the reference run (``tools/figures.py``).
 
-``python -m tools.docs`` (``make docs``) rewrites each page's table of contents, the list
-between ``<!-- toc -->`` and ``<!-- /toc -->``; ``--check`` changes nothing and fails if
-one is out of date (the test suite runs it).
+``python -m tools.docs`` (``make docs``) rewrites each page's table of contents (the list
+between ``<!-- toc -->`` and ``<!-- /toc -->``) and its figures blocks (``<!-- figures:NAME
+-->`` ... ``<!-- /figures -->``); ``--check`` changes nothing and fails if one is out of
+date (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "docs").glob("*.md"))
+GENERATED_IN = [ROOT / "README.md", *PAGES]
 TOC_START, TOC_END = "<!-- toc -->", "<!-- /toc -->"
 _FENCE = re.compile(r"^(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FIGURES = re.compile(r"(<!-- figures:(\S+) -->\n).*?(<!-- /figures -->)", re.S)
 
 
 def prose_lines(markdown: str) -> list[str]:
@@ -61,13 +65,30 @@ def toc(markdown: str) -> str:
     return "\n".join(entries)
 
 
+def made(markdown: str) -> str:
+    """The page with its generated parts made again."""
+    if TOC_START in markdown:
+        markdown = with_toc(markdown)
+    return with_figures(markdown)
+
+
 def with_toc(markdown: str) -> str:
     """The page with its table of contents made again from its headings."""
-    before, start, rest = markdown.partition(TOC_START)
-    if not start:
-        raise ValueError(f"no {TOC_START} marker")
+    before, _, rest = markdown.partition(TOC_START)
     _, end, after = rest.partition(TOC_END)
     return f"{before}{TOC_START}\n{toc(markdown)}\n{end}{after}"
+
+
+def with_figures(markdown: str) -> str:
+    """The page with each figures block made again from the reference run."""
+    if not _FIGURES.search(markdown):
+        return markdown
+    from tools import figures  # the benchmark's modules: only for pages that need them
+
+    def fill(block: re.Match) -> str:
+        return f"{block.group(1)}{figures.table(block.group(2))}\n{block.group(3)}"
+
+    return _FIGURES.sub(fill, markdown)
 
 
 def _plain(heading: str) -> str:
@@ -80,15 +101,16 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="fail if a page is out of date")
     args = parser.parse_args()
     stale = []
-    for page in PAGES:
+    for page in GENERATED_IN:
         text = page.read_text()
-        updated = with_toc(text)
+        updated = made(text)
         if updated != text:
             stale.append(page.relative_to(ROOT))
             if not args.check:
                 page.write_text(updated)
     if args.check and stale:
-        sys.exit(f"tables of contents out of date (make docs): {', '.join(map(str, stale))}")
+        names = ", ".join(map(str, stale))
+        sys.exit(f"tables of contents or figures out of date (make docs): {names}")
 
 
 if __name__ == "__main__":
