@@ -34,11 +34,10 @@ from benchmarks.parts import PARTS, Part, Service
 from benchmarks.runner import SavedResults, report, run_parts
 from benchmarks.serve_process import wait_healthy
 from multistage.client import paths
-from multistage.tickets.ids import new_secret
+from multistage.tickets.ids import SigningArgs, new_secret
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 
-SECRET_ENV = "MULTISTAGE_TICKET_SECRET"  # the isolation part's flood signs ticket ids with it
 # cluster: (Serve's proxy, environment beside the fast path's)
 CLUSTERS = {
     "haproxy": ("haproxy", {}),
@@ -78,7 +77,8 @@ def running(cluster: str, service_args: tuple) -> Iterator[Service]:
     proxy, env = CLUSTERS[cluster]
     config = bench_config(free_port())
     url = f"http://127.0.0.1:{config['http_options']['port']}"
-    env = {SECRET_ENV: secret.hex()} | env
+    # The isolation part's flood signs ticket ids with the app's secret.
+    env = {SigningArgs().secret_env: secret.hex()} | env
     # Logical CPUs: the apps side by side ask for more than two, and share the real two.
     with local_cluster(proxy, env, num_cpus=12, log_to_driver=False):
         print(f"== {cluster}: deploying the service and its baselines...", flush=True)

@@ -34,10 +34,10 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import yaml
 from httpx_sse import aconnect_sse
 
-from benchmarks.report import LOCAL_CONFIG, percentiles, write_results
+from benchmarks.bench_config import local_config
+from benchmarks.report import percentiles, write_results
 from benchmarks.serve_process import wait_healthy
 from multistage.client import paths
 from multistage.client.models import UNFINISHED
@@ -304,7 +304,7 @@ def _epoch(timestamp: str) -> float:
 
 
 def service_config(port: int, fault: Fault, redis_url: str, journal_dir: Path) -> dict:
-    config = yaml.safe_load(LOCAL_CONFIG.read_text())
+    config = local_config()
     config["http_options"]["port"] = port
     (app,) = config["applications"]
     deployments = {d["name"]: d for d in app["deployments"]}

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-import yaml
 
+from benchmarks.bench_config import RESULTS, local_config
 from benchmarks.sequential import timed_posts
 from benchmarks.serve_process import wait_healthy
 from multistage.client import paths
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 # Parts of the path, by a fragment of a frame's file or function; the deepest frame
 # that matches one names the sample's part (so XGBoost under our handler is XGBoost).
 PARTS = [
@@ -69,12 +68,12 @@ def ingress_pid() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "ingress_profile")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ingress_profile")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     raw = args.out.with_suffix(".txt")
 
-    config = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    config = local_config()
     config["http_options"]["port"] = free_port()
     url = f"http://127.0.0.1:{config['http_options']['port']}"
     with local_cluster("haproxy", num_cpus=4, log_to_driver=False):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import machine
+from benchmarks.bench_config import LOCAL_CONFIG
 from benchmarks.serve_process import serve_run
 
-LOCAL_CONFIG = Path("configs/local.yaml")
 LOCAL_URL = "http://127.0.0.1:8000"
 
 

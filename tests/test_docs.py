@@ -18,7 +18,8 @@ from tools.docs import PAGES, ROOT, headings, prose_lines
 DOCS = [ROOT / "README.md", *PAGES]
 # Written by the service or its commands, not kept in the repository.
 GENERATED = ("artifacts/", "results/", "state/", "/tmp/")
-TOP_FOLDERS = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")}
+# The repository's folders, hidden ones without their dot (.ci/ is "ci").
+TOP_FOLDERS = {p.name.lstrip(".") for p in ROOT.iterdir() if p.is_dir()}
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _CODE_SPAN = re.compile(r"`([^`]+)`")
 _PATH = re.compile(r"(?<![\w/.-])(\.?[\w-]+/[\w./-]*[\w/])")
@@ -65,7 +66,7 @@ def test_every_link_finds_its_file_and_heading(page: Path) -> None:
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
 def test_every_path_target_and_arg_named_exists(page: Path) -> None:
     code = _code(page)
-    paths = {p for p in _PATH.findall(code) if p.split("/")[0].lstrip(".") in _top_folders()}
+    paths = {p for p in _PATH.findall(code) if p.split("/")[0].lstrip(".") in TOP_FOLDERS}
     missing = [p for p in paths if not p.startswith(GENERATED) and not (ROOT / p).exists()]
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
     missing += [f"make {t}" for t in _MAKE.findall(code) if t not in targets]
@@ -75,10 +76,6 @@ def test_every_path_target_and_arg_named_exists(page: Path) -> None:
 
 def _anchors(page: Path) -> set[str]:
     return {a for _, _, a in headings(page.read_text())} if page.suffix == ".md" else set()
-
-
-def _top_folders() -> set[str]:
-    return TOP_FOLDERS | {"ci"}  # .ci/
 
 
 def _is_arg(group: str, key: str) -> bool:

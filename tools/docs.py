@@ -51,8 +51,7 @@ def headings(markdown: str) -> list[tuple[int, str, str]]:
 
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link reads as its text
-    text = re.sub(r"[^\w\- ]", "", text.lower())
+    text = re.sub(r"[^\w\- ]", "", _plain(heading).lower())
     return text.replace(" ", "-")
 
 

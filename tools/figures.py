@@ -20,16 +20,12 @@ import json
 from pathlib import Path
 
 from benchmarks.load_search import BOUND
-from benchmarks.parts import PARTS
+from benchmarks.parts import PARTS, cpu
+from benchmarks.parts.streams import STREAM_RATE
 from benchmarks.runner import SavedResults, report
 
 REFERENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "reference"
 BENCH = SavedResults(REFERENCE / "bench")
-CLUSTERS = {
-    "haproxy": "HAProxy",
-    "python_proxy": "Python proxy",
-    "haproxy_metrics": "HAProxy, metrics on",
-}
 TARGETS = {"stage_one": "stage one", "noop_serve": "no-op app"}
 OUTCOMES = ("submitted", "completed", "failed", "lost", "unresolved", "retried")
 
@@ -43,7 +39,7 @@ def table(name: str) -> str:
 
 
 def machine() -> str:
-    described = _reference("bench/haproxy/sequential.json")["machine"]
+    described = _machine()
     return (
         f"Reference run of {described['date'][:10]}: {described['cpus']} cores "
         f"({described['cpu_model']}), {described['memory_gib']} GiB, no GPU; Python "
@@ -57,14 +53,15 @@ def headline() -> str:
     figures = BENCH.figures()["haproxy"]
     held = figures["throughput"]["held"]["stage_one"]["requests_per_s"]
     streams = figures["streams"]["held"]
-    described = _reference("bench/haproxy/throughput.json")["machine"]
+    described = _machine()
     return (
         f"**Figures** (reference run of {described['date'][:10]}: {described['cpus']} cores, "
         f"no GPU, stage two's CNN on the same cores): {held:g} "
         f"requests/s held with stage one's p99 under {BOUND.p99_ms:g} ms and every "
         f"ticket followed to its end; {streams['sessions']['users']} camera feeds at "
-        f"10 records/s on stream sessions ({streams['http']['users']} over HTTP). Every "
-        "figure, and the command that makes it: [docs/benchmarks.md](docs/benchmarks.md)."
+        f"{STREAM_RATE:g} records/s on stream sessions ({streams['http']['users']} over "
+        "HTTP). Every figure, and the command that makes it: "
+        "[docs/benchmarks.md](docs/benchmarks.md)."
     )
 
 
@@ -82,7 +79,7 @@ PROCESS_GROUPS = (
 
 def cpu_by_process() -> str:
     columns = {
-        f"{TARGETS[target]}, {CLUSTERS[cluster]}": _grouped(split)
+        f"{TARGETS[target]}, {cpu.CLUSTER_LABELS[cluster][0]}": _grouped(split)
         for cluster, parts in BENCH.figures().items()
         if "cpu" in parts
         for target, split in parts["cpu"].items()
@@ -202,6 +199,11 @@ FIGURES = {
     "soak": soak,
     "ablation": ablation,
 }
+
+
+def _machine() -> dict:
+    """The machine and versions the reference run's bench saved with its figures."""
+    return _reference("bench/haproxy/sequential.json")["machine"]
 
 
 def _reference(name: str) -> dict:
