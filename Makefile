@@ -10,10 +10,10 @@ MODELS := artifacts/tabular.ubj artifacts/heavy.pt artifacts/schema.json artifac
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./client -e '.[dev]'
 	touch $@
 
 # A Redis server for the ticket journal's Redis backend and its tests: Debian's package

@@ -24,11 +24,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from graphs.multistage import AppArgs, bind_heavy, model_infos
-from multistage.client import paths
 from multistage.models.io import load_booster, xgboost_probabilities
 from multistage.models.records import RecordParser
 from multistage.models.schema import RecordSchema
 from multistage.models.stage_one import StageOneModel
+from multistage_client import paths
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)

@@ -33,8 +33,8 @@ from benchmarks.load_search import BOUND
 from benchmarks.parts import PARTS, Part, Service
 from benchmarks.runner import SavedResults, report, run_parts
 from benchmarks.serve_process import wait_healthy
-from multistage.client import paths
 from multistage.tickets.ids import SigningArgs, new_secret
+from multistage_client import paths
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 

@@ -39,9 +39,9 @@ from httpx_sse import aconnect_sse
 from benchmarks.bench_config import local_config
 from benchmarks.report import percentiles, write_results
 from benchmarks.serve_process import wait_healthy
-from multistage.client import paths
-from multistage.client.models import UNFINISHED
 from multistage.models.schema import RecordSchema
+from multistage_client import paths
+from multistage_client.models import UNFINISHED
 from ops import haproxy
 from ops.local_cluster import (
     deploy_config,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from multistage.client import paths
+from multistage_client import paths
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
 STEP_SHAPE = LOCUSTFILE.with_name("step_shape.py")

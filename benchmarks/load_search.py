@@ -12,7 +12,7 @@ from benchmarks.bound import Bound, highest_held
 from benchmarks.cpu_split import cpu_ms_per_request
 from benchmarks.load import LoadResult, run_locust
 from benchmarks.part import Service
-from multistage.client import paths
+from multistage_client import paths
 
 USER_RATE = 5.0  # requests/s per user of the req/s search: its step
 BOUND = Bound(p99_ms=100.0, follows_tickets=True)

@@ -26,7 +26,7 @@ import psutil
 from benchmarks.bench_config import RESULTS, local_config
 from benchmarks.sequential import timed_posts
 from benchmarks.serve_process import wait_healthy
-from multistage.client import paths
+from multistage_client import paths
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 

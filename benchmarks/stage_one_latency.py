@@ -14,7 +14,7 @@ import time
 import httpx
 
 from benchmarks.report import percentiles, run_benchmark
-from multistage.client import paths
+from multistage_client import paths
 
 WARMUP = 20
 

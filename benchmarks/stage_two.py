@@ -13,11 +13,11 @@ import httpx
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from multistage.client import paths
 from multistage.models.records import RecordParser
 from multistage.models.schema import RecordSchema
 from multistage.tickets.ids import TicketIds
 from multistage.tickets.wire import Submission
+from multistage_client import paths
 
 APP = "multistage"
 BACKLOG = 256  # unfinished tickets that keep stage two saturated: 4x what a replica holds

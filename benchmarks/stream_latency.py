@@ -14,7 +14,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from benchmarks.report import percentiles, run_benchmark
-from multistage.client import paths
+from multistage_client import paths
 
 WARMUP = 10
 

@@ -22,13 +22,13 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from multistage.autoscaling import BUSY_METRIC, RECORDS_METRIC
-from multistage.client.errors import MultistageError
-from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.models.io import heavy_inputs, load_heavy_module, prediction_from_probabilities
 from multistage.models.records import Record
 from multistage.models.schema import RecordSchema
 from multistage.tickets import errors as ticket_errors
 from multistage.tickets.deadline import has_passed
+from multistage_client.errors import MultistageError
+from multistage_client.models import ErrorBody, ModelInfo, Prediction
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 logger = logging.getLogger("ray.serve")

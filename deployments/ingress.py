@@ -28,19 +28,6 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from multistage.admission.load_shedding import LoopBacklog
-from multistage.client import paths
-from multistage.client.models import (
-    GONE,
-    UNFINISHED,
-    BatchItem,
-    BatchResponse,
-    ModelInfo,
-    ModelsResponse,
-    Prediction,
-    PredictResponse,
-    StageTwoStatus,
-    TicketView,
-)
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.http.app import build_http_app
 from multistage.http.auth import AuthArgs, load_tenants, tenant_of
@@ -69,6 +56,19 @@ from multistage.store_calls.watch import TicketWatcher
 from multistage.streams.session import SessionServices, serve_session
 from multistage.tickets.ids import TicketIds
 from multistage.tickets.wire import Submission
+from multistage_client import paths
+from multistage_client.models import (
+    GONE,
+    UNFINISHED,
+    BatchItem,
+    BatchResponse,
+    ModelInfo,
+    ModelsResponse,
+    Prediction,
+    PredictResponse,
+    StageTwoStatus,
+    TicketView,
+)
 
 logger = logging.getLogger("ray.serve")
 

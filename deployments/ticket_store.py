@@ -31,8 +31,6 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage.client.errors import one_line
-from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, open_journal
 from multistage.metrics.exported import TicketMetrics
@@ -42,6 +40,8 @@ from multistage.store.lifecycle import TicketLifecycle
 from multistage.store.stage_two import Outcome, StageTwoReplicaLost
 from multistage.tickets.ids import TicketIds
 from multistage.tickets.wire import StoreLoad, Submission, WaitReply
+from multistage_client.errors import one_line
+from multistage_client.models import TicketView
 
 
 class StoreStats(BaseModel):

@@ -20,13 +20,13 @@ from ray.serve import Application
 from deployments.heavy import HeavyModel, Precision
 from deployments.ingress import Ingress
 from deployments.ticket_store import TicketStore
-from multistage.client.models import ModelInfo
 from multistage.config import HttpLimits, StoreCalls, StreamLimits, TicketPolicy
 from multistage.http.auth import AuthArgs
 from multistage.journal import JournalArgs
 from multistage.models.io import file_version
 from multistage.models.schema import RecordSchema
 from multistage.tickets.ids import SigningArgs, load_secret
+from multistage_client.models import ModelInfo
 
 
 class TabularModelArgs(BaseModel):

@@ -47,8 +47,8 @@ from locust import FastHttpUser, User, between, constant_throughput, events, tas
 from locust.runners import WorkerRunner
 
 from demo.data import CLASSES, generate
-from multistage.client import paths
-from multistage.client.models import UNFINISHED
+from multistage_client import paths
+from multistage_client.models import UNFINISHED
 
 POLL_WAIT_S = 10
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from multistage.client import paths
-from multistage.client.models import UNFINISHED
+from multistage_client import paths
+from multistage_client.models import UNFINISHED
 
 
 def wait_for_condition(condition: Callable[[], bool], timeout: float = 10) -> None:

@@ -3,9 +3,9 @@
 import pytest
 from conftest import API_KEY
 
-from multistage.client import Client
 from multistage.http.auth import AuthArgs, load_tenants
 from multistage.tickets.ids import DEFAULT_TENANT
+from multistage_client import Client
 
 GUARDED = "/guarded"
 

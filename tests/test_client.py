@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from support import post_concurrently
 
-from multistage.client import AsyncClient, Client, ServiceError, StageTwoFailed
+from multistage_client import AsyncClient, Client, ServiceError, StageTwoFailed
 
 OVERLOAD_BURST = 40
 

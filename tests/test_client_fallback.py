@@ -9,8 +9,8 @@ import asyncio
 
 import httpx
 
-from multistage.client import AsyncClient
-from multistage.client.models import _TICKET_EXAMPLE
+from multistage_client import AsyncClient
+from multistage_client.models import _TICKET_EXAMPLE
 
 TICKET = _TICKET_EXAMPLE["ticket"]
 

@@ -7,19 +7,19 @@ import pytest
 
 from demo.data import generate, without
 from demo.train import auc
-from multistage.client.models import (
-    BatchResponse,
-    ErrorBody,
-    ModelsResponse,
-    PredictResponse,
-    TicketView,
-)
 from multistage.models.records import (
     MAX_JSON_DEPTH,
     UNENCODABLE_TEXT,
     InvalidRecord,
     RecordParser,
     read_json,
+)
+from multistage_client.models import (
+    BatchResponse,
+    ErrorBody,
+    ModelsResponse,
+    PredictResponse,
+    TicketView,
 )
 
 

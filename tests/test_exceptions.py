@@ -9,11 +9,11 @@ import pkgutil
 
 import pytest
 
-from multistage.client.errors import MultistageError
-from multistage.client.models import ErrorBody
 from multistage.models.records import FieldError
+from multistage_client.errors import MultistageError
+from multistage_client.models import ErrorBody
 
-PACKAGES = ["multistage", "deployments", "graphs", "demo", "ops"]
+PACKAGES = ["multistage", "multistage_client", "deployments", "graphs", "demo", "ops"]
 _ERROR = ErrorBody(error="deadline_passed", message="the deadline passed before stage two started")
 
 # Constructor arguments for each exception, by class name: a new exception class fails

@@ -15,7 +15,7 @@ import httpx
 from ray import serve
 from support import fill_saturated_queue, wait_for_condition, wait_until_ended
 
-from multistage.client.models import UNFINISHED
+from multistage_client.models import UNFINISHED
 from ops.local_cluster import kill_replicas
 
 SATURATED = "/saturated"

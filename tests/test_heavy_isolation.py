@@ -16,9 +16,9 @@ from ray.serve import Application
 
 from demo.net import build_model
 from deployments.heavy import HeavyModel, StageTwoError
-from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.models.records import Record
 from multistage.models.schema import RecordSchema
+from multistage_client.models import ErrorBody, ModelInfo, Prediction
 
 APP = "isolation"
 

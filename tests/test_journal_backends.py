@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.journal import JournalEntry, decode_record, encode_record
 from multistage.journal.redis import RedisJournal
 from multistage.journal.sqlite import SqliteJournal
 from multistage.models.records import Record
+from multistage_client.models import ErrorBody, ModelInfo, Prediction
 
 
 class Journals:

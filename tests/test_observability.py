@@ -17,8 +17,8 @@ from support import (
 )
 
 from demo.data import generate
-from multistage.client import paths
 from multistage.metrics.scrape import Samples, scrape, total
+from multistage_client import paths
 
 DASHBOARD = ROOT / "configs" / "grafana" / "multistage-dashboard.json"
 

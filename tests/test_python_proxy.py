@@ -10,7 +10,7 @@ from httpx_sse import connect_sse
 from support import wait_until_ended
 from websockets.sync.client import connect
 
-from multistage.client import paths
+from multistage_client import paths
 from ops.local_cluster import deploy_config, local_cluster
 from ops.ports import free_port
 

@@ -8,7 +8,6 @@ import torch
 from support import concurrently
 
 from demo.data import generate
-from multistage.client.models import _TICKET_EXAMPLE
 from multistage.models.io import (
     file_version,
     heavy_inputs,
@@ -17,6 +16,7 @@ from multistage.models.io import (
     xgboost_probabilities,
 )
 from multistage.models.records import RecordParser
+from multistage_client.models import _TICKET_EXAMPLE
 
 
 def test_both_stages_equal_offline_predictions(http, artifacts, schema):

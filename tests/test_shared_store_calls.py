@@ -9,12 +9,12 @@ import numpy as np
 
 from multistage.admission.gate import AdmissionGate
 from multistage.admission.load_shedding import LoopBacklog
-from multistage.client.models import TicketView
 from multistage.models.records import Record
 from multistage.store_calls.submissions import SubmissionQueue
 from multistage.store_calls.watch import MAX_CALLS, TicketWatcher
 from multistage.tickets.views import utc
 from multistage.tickets.wire import StoreLoad, Submission, WaitReply
+from multistage_client.models import TicketView
 
 RECORD = Record(features=np.zeros(3, dtype=np.float32), image=np.zeros((2, 2, 1), np.uint8))
 

@@ -14,10 +14,10 @@ from conftest import API_KEY, GUARDED_IDLE_S
 from support import cancel_all, fill_saturated_queue
 from websockets.sync.client import connect
 
-from multistage.client import AsyncClient, paths
-from multistage.client.models import UNFINISHED
-from multistage.client.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_IDLE, CLOSE_UNAUTHORIZED
 from multistage.models.records import MAX_JSON_DEPTH
+from multistage_client import AsyncClient, paths
+from multistage_client.models import UNFINISHED
+from multistage_client.protocol import CLOSE_FORBIDDEN_ORIGIN, CLOSE_IDLE, CLOSE_UNAUTHORIZED
 from ops.local_cluster import kill
 
 TERMINAL_WAIT_S = 60

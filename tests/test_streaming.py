@@ -6,7 +6,7 @@ import httpx
 from httpx_sse import connect_sse
 from support import fill_saturated_queue
 
-from multistage.client.models import PredictResponse, TicketView
+from multistage_client.models import PredictResponse, TicketView
 
 
 def _events(http: httpx.Client, method: str, url: str, **kwargs) -> list[tuple[str, str]]:

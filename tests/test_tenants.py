@@ -11,10 +11,10 @@ import pytest
 from conftest import API_KEY, GUARDED_LIMITS, OTHER_KEY, write_tenants
 from websockets.sync.client import connect
 
-from multistage.client import paths
 from multistage.http.tenants import TenantsFromFile
 from multistage.metrics.exported import ADMISSION_REJECTIONS
 from multistage.metrics.scrape import scrape, total
+from multistage_client import paths
 
 GUARDED = "/guarded"
 ACME = {"Authorization": f"Bearer {API_KEY}"}

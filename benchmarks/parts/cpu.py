@@ -6,7 +6,7 @@ from __future__ import annotations
 from benchmarks import sequential
 from benchmarks.bench_config import APP
 from benchmarks.part import Part, Row, Service
-from multistage.client import paths
+from multistage_client import paths
 
 CLUSTER_LABELS = {
     "haproxy": ("HAProxy", "<= 12 ms"),

@@ -8,7 +8,7 @@ import copy
 from benchmarks import sequential
 from benchmarks.bench_config import APP, main_app
 from benchmarks.part import Part, Row, Service
-from multistage.client import paths
+from multistage_client import paths
 from ops.local_cluster import deploy_config
 
 OFF = {

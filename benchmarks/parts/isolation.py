@@ -6,7 +6,7 @@ from __future__ import annotations
 from benchmarks import sequential, stage_two
 from benchmarks.bench_config import ROOT
 from benchmarks.part import Part, Row, Service, p50_p99, ratio
-from multistage.client import paths
+from multistage_client import paths
 
 
 def measure(service: Service) -> dict:

@@ -13,7 +13,7 @@ from benchmarks import sequential
 from benchmarks.bench_config import main_app
 from benchmarks.load_search import BOUND, USER_RATE, Search, search, side_by_side
 from benchmarks.part import Part, Row, Service, p50_p99
-from multistage.client import paths
+from multistage_client import paths
 from ops.local_cluster import deploy_config
 from ops.redis_server import RedisServer
 

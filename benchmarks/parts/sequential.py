@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks import sequential
 from benchmarks.part import Part, Row, Service, p50_p99, ratio
-from multistage.client import paths
+from multistage_client import paths
 
 
 def measure(service: Service) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.load_search import STREAM_BOUND, Search, search
 from benchmarks.part import Part, Row, Service, ratio
-from multistage.client import paths
+from multistage_client import paths
 
 STREAM_RATE = 10.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.load_search import BASELINE_BOUND, BOUND, USER_RATE, Search, search
 from benchmarks.part import Part, Row, Service, ratio
-from multistage.client import paths
+from multistage_client import paths
 
 CLUSTER_LABELS = {"haproxy": "HAProxy", "python_proxy": "Python proxy"}
 

@@ -12,17 +12,17 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from multistage.client import paths
-from multistage.client.models import (
+from multistage.http.auth import PROTECTED_PREFIX, ApiKeyAuth
+from multistage.http.errors import install_error_handlers
+from multistage.http.tenants import Tenants
+from multistage_client import paths
+from multistage_client.models import (
     BatchResponse,
     ErrorBody,
     ModelsResponse,
     PredictResponse,
     TicketView,
 )
-from multistage.http.auth import PROTECTED_PREFIX, ApiKeyAuth
-from multistage.http.errors import install_error_handlers
-from multistage.http.tenants import Tenants
 
 
 class Api(Protocol):
@@ -89,7 +89,7 @@ def build_http_app(api: Api) -> FastAPI:
     _add_predict_routes(app, api)
     _add_ticket_routes(app, api)
     _add_service_routes(app, api)
-    # Its protocol is in multistage/client/protocol.py and docs/streams.md; the session checks
+    # Its protocol is in multistage_client/protocol.py and docs/streams.md; the session checks
     # the API key itself (a browser's WebSocket cannot send headers: a first message can).
     app.add_api_websocket_route(paths.STREAMS, api.stream_session)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 
-from multistage.client import paths
-from multistage.client.models import ErrorBody
 from multistage.http.tenants import Tenants, TenantsFromFile
 from multistage.tickets.ids import DEFAULT_TENANT
+from multistage_client import paths
+from multistage_client.models import ErrorBody
 
 PROTECTED_PREFIX = f"{paths.API_PREFIX}/"
 

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from multistage.client.errors import MultistageError
-from multistage.client.models import ErrorBody, FieldProblem
 from multistage.models.records import InvalidRecord
+from multistage_client.errors import MultistageError
+from multistage_client.models import ErrorBody, FieldProblem
 
 logger = logging.getLogger("ray.serve")
 

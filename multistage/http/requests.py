@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from multistage.client import paths
 from multistage.http.auth import tenant_of
 from multistage.http.errors import BodyTooLarge, UnsupportedMediaType
 from multistage.http.tenants import Tenants
+from multistage_client import paths
 
 _REQUEST_ID_KEY = paths.REQUEST_ID_HEADER.lower().encode()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from multistage.client.models import GONE, UNFINISHED, TicketView
+from multistage_client.models import GONE, UNFINISHED, TicketView
 
 
 def json_response(body: BaseModel, status_code: int = 200, headers: dict | None = None) -> Response:

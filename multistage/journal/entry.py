@@ -10,9 +10,9 @@ import io
 import numpy as np
 from pydantic import BaseModel, Field
 
-from multistage.client.models import ErrorBody, Prediction, TicketStatus
 from multistage.models.records import Record
 from multistage.tickets.ids import DEFAULT_TENANT
+from multistage_client.models import ErrorBody, Prediction, TicketStatus
 
 
 class JournalEntry(BaseModel):

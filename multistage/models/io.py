@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import xgboost as xgb
 
-from multistage.client.models import ModelInfo, Prediction
 from multistage.models.schema import RecordSchema
+from multistage_client.models import ModelInfo, Prediction
 
 
 def file_version(path: str | Path) -> str:

@@ -24,8 +24,8 @@ import pydantic_core
 from PIL import Image, UnidentifiedImageError
 from tokenizers import Tokenizer
 
-from multistage.client.errors import MultistageError
 from multistage.models.schema import CategoricalField, ImageSpec, RecordSchema, TextSpec
+from multistage_client.errors import MultistageError
 
 # A client's JSON is read only by pydantic-core's parser, which refuses text nested deeper
 # than this without recursing in Python (Python's own parser raised RecursionError).

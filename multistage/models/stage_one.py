@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from multistage.client.models import ModelInfo, Prediction
 from multistage.models.io import load_booster, prediction_from_probabilities, xgboost_probabilities
+from multistage_client.models import ModelInfo, Prediction
 
 
 class StageOneModel:

@@ -13,12 +13,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from multistage.client.models import ErrorBody, TicketStatus
 from multistage.config import TicketPolicy
 from multistage.store.held import HeldTicket, SharedCall
 from multistage.store.stage_two import Outcome, StageTwo, StageTwoCall, StageTwoReplicaLost
 from multistage.tickets import errors as ticket_errors
 from multistage.tickets.deadline import DeadlinePassed
+from multistage_client.models import ErrorBody, TicketStatus
 
 logger = logging.getLogger("ray.serve")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from multistage.client.models import ErrorBody, TicketStatus
 from multistage.models.records import Record
 from multistage.store.stage_two import StageTwoCall
 from multistage.tickets.ids import DEFAULT_TENANT
+from multistage_client.models import ErrorBody, TicketStatus
 
 
 @dataclass

@@ -8,10 +8,10 @@ started and what it released: ``IdHistory`` keeps both.
 
 from __future__ import annotations
 
-from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.tickets.ids import TicketIds
 from multistage.tickets.views import in_transit_view, lost_view, released_view
+from multistage_client.models import TicketView
 
 
 class IdHistory:

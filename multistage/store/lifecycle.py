@@ -26,8 +26,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from multistage.client.errors import MultistageError
-from multistage.client.models import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, decode_record
 from multistage.models.records import Record
@@ -44,6 +42,8 @@ from multistage.store.write_behind import JournalWriteBehind
 from multistage.tickets import errors as ticket_errors
 from multistage.tickets.ids import DEFAULT_TENANT, TicketIds
 from multistage.tickets.wire import StoreLoad, Submission, WaitReply
+from multistage_client.errors import MultistageError
+from multistage_client.models import ErrorBody, Prediction, TicketStatus, TicketView
 
 logger = logging.getLogger("ray.serve")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from multistage.client.models import TicketStatus
+from multistage_client.models import TicketStatus
 
 
 class LifecycleMetrics(Protocol):

@@ -9,8 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from multistage.client.errors import one_line
 from multistage.journal import JournalEntry, TicketJournal
+from multistage_client.errors import one_line
 
 # How often a wait re-reads the journal for tickets a peer holds.
 PEER_POLL_S = 0.1

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from multistage.client.models import TicketView
 from multistage.journal import JournalEntry, TicketJournal
 from multistage.store.held import HeldTicket
 from multistage.store.id_history import IdHistory
 from multistage.store.release import Releases
 from multistage.store.write_behind import JournalWriteBehind
 from multistage.tickets.views import released_view, ticket_view, unfinished_view
+from multistage_client.models import TicketView
 
 
 class TicketReads:

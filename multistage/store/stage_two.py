@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from multistage.client.errors import MultistageError
-from multistage.client.models import ErrorBody, Prediction, TicketStatus
 from multistage.models.records import Record
 from multistage.tickets import errors as ticket_errors
+from multistage_client.errors import MultistageError
+from multistage_client.models import ErrorBody, Prediction, TicketStatus
 
 Outcome = Prediction | ErrorBody
 

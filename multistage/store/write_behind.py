@@ -13,10 +13,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from multistage.client.errors import one_line
-from multistage.client.models import Prediction
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, encode_record
 from multistage.store.held import HeldTicket
+from multistage_client.errors import one_line
+from multistage_client.models import Prediction
 
 logger = logging.getLogger("ray.serve")
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from multistage.client.models import TicketView
 from multistage.http.errors import TicketStoreUnavailable
 from multistage.ray_private import by_value
 from multistage.tickets.wire import StoreLoad, Submission, WaitReply
+from multistage_client.models import TicketView
 
 logger = logging.getLogger("ray.serve")
 

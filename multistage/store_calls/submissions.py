@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from multistage.admission.gate import AdmissionGate
-from multistage.client.models import ErrorBody
 from multistage.tickets.wire import StoreLoad, Submission
+from multistage_client.models import ErrorBody
 
 logger = logging.getLogger("ray.serve")
 

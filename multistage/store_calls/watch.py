@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from multistage.client.models import TicketView
 from multistage.tickets.wire import StoreLoad, WaitReply
+from multistage_client.models import TicketView
 
 logger = logging.getLogger("ray.serve")
 

@@ -3,7 +3,7 @@
 - ``session``: one session (``serve_session``), records answered in order by stage one,
   their stage-two messages sent as tickets end, resumable after a dropped connection.
 
-The protocol (frames, close codes, settings) is the client's: ``multistage/client/protocol.py``.
+The protocol (frames, close codes, settings) is the client's: ``multistage_client.protocol``.
 """
 
 from multistage.streams.session import SessionServices, serve_session

@@ -1,6 +1,6 @@
 """One stream session: a WebSocket carrying a feed's records in, and both answers out.
 
-The protocol is in ``multistage/client/protocol.py``. A record is handled as a POST's
+The protocol is in ``client/multistage_client/protocol.py``. A record is handled as a POST's
 is, on the ingress's event loop without pausing (so records keep their order): parsed,
 answered by stage one, given a ticket. Its stage-two message follows once the ticket
 ends; the replica learns that in its shared waits (``TicketWatcher``), never in a store
@@ -26,8 +26,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from multistage.client.models import ErrorBody, FieldProblem, PredictResponse, TicketView
-from multistage.client.protocol import (
+from multistage.config import StreamLimits
+from multistage.http.auth import authenticated_as, offered_key
+from multistage.http.tenants import Tenants
+from multistage.models.records import InvalidRecord, Record, read_json
+from multistage.store_calls.submissions import Refusal
+from multistage_client.models import ErrorBody, FieldProblem, PredictResponse, TicketView
+from multistage_client.protocol import (
     CLOSE_BAD_SETTINGS,
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_IDLE,
@@ -42,11 +47,6 @@ from multistage.client.protocol import (
     StageOneMessage,
     StageTwoMessage,
 )
-from multistage.config import StreamLimits
-from multistage.http.auth import authenticated_as, offered_key
-from multistage.http.tenants import Tenants
-from multistage.models.records import InvalidRecord, Record, read_json
-from multistage.store_calls.submissions import Refusal
 
 logger = logging.getLogger("ray.serve")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from multistage.client.errors import MultistageError
+from multistage_client.errors import MultistageError
 
 
 class DeadlinePassed(MultistageError):

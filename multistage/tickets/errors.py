@@ -6,7 +6,7 @@ replica where it happened, under the ticket's id.
 
 from __future__ import annotations
 
-from multistage.client.models import ErrorBody
+from multistage_client.models import ErrorBody
 
 # The one code that ends a ticket 'expired' rather than 'failed' when stage two gives it.
 DEADLINE_PASSED = "deadline_passed"

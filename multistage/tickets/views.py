@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Protocol
 
-from multistage.client.models import ErrorBody, Prediction, TicketStatus, TicketView
 from multistage.tickets import errors as ticket_errors
+from multistage_client.models import ErrorBody, Prediction, TicketStatus, TicketView
 
 
 class TicketState(Protocol):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from multistage.client.models import TicketView
 from multistage.models.records import Record
 from multistage.tickets.ids import DEFAULT_TENANT
+from multistage_client.models import TicketView
 
 
 @dataclass(frozen=True, slots=True)

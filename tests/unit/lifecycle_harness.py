@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multistage.client.models import TicketView
 from multistage.config import TicketPolicy
 from multistage.journal import JournalArgs, JournalEntry, TicketJournal, open_journal
 from multistage.models.records import Record
 from multistage.store.lifecycle import TicketLifecycle
 from multistage.tickets.ids import DEFAULT_TENANT, TicketIds
 from multistage.tickets.wire import Submission
+from multistage_client.models import TicketView
 
 from .stage_two import ScriptedStageTwo
 

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multistage.client.models import ErrorBody, ModelInfo, Prediction
 from multistage.models.records import Record
 from multistage.store.stage_two import Outcome, StageTwoReplicaLost
+from multistage_client.models import ErrorBody, ModelInfo, Prediction
 
 from .waits import until
 

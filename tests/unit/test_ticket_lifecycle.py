@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from multistage.client.models import ErrorBody
 from multistage.store.lifecycle import JournalUnavailable
 from multistage.tickets import errors as ticket_errors
+from multistage_client.models import ErrorBody
 
 from .lifecycle_harness import LEASE_S, ended, issue, submission
 from .stage_two import ScriptedStageTwo, answer_errors, release

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from multistage.client.models import ErrorBody, PredictResponse, StageTwoStatus, TicketView
+from multistage_client.models import ErrorBody, PredictResponse, StageTwoStatus, TicketView
 
 # A client's label for a record: echoed back, never interpreted.
 Seq = int | str

@@ -22,9 +22,9 @@ from urllib.parse import urlencode
 
 import websockets
 
-from multistage.client import paths
-from multistage.client.errors import StreamRefused
-from multistage.client.protocol import (
+from multistage_client import paths
+from multistage_client.errors import StreamRefused
+from multistage_client.protocol import (
     CLOSE_BAD_SETTINGS,
     CLOSE_UNAUTHORIZED,
     ErrorMessage,

@@ -1,6 +1,6 @@
 """The Python client of the multistage service: stage one at once, stage two when ready.
 
-    from multistage.client import Client
+    from multistage_client import Client
 
     with Client("http://127.0.0.1:8000") as client:
         answer = client.predict(record)      # returns as soon as stage one is in
@@ -21,11 +21,11 @@ It imports nothing of the server (no Ray, torch, numpy, xgboost or pandas): ``mo
 holds the API's request and response bodies, and the server takes them from here.
 """
 
-from multistage.client.errors import MultistageError, ServiceError, StageTwoFailed, StreamRefused
-from multistage.client.http import Answer, AsyncAnswer, AsyncClient, Client
-from multistage.client.models import ErrorBody, Prediction, PredictResponse, TicketView
-from multistage.client.protocol import SessionSettings
-from multistage.client.streams import StreamMessage, StreamSession
+from multistage_client.errors import MultistageError, ServiceError, StageTwoFailed, StreamRefused
+from multistage_client.http import Answer, AsyncAnswer, AsyncClient, Client
+from multistage_client.models import ErrorBody, Prediction, PredictResponse, TicketView
+from multistage_client.protocol import SessionSettings
+from multistage_client.streams import StreamMessage, StreamSession
 
 __all__ = [
     "Answer",

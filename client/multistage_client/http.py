@@ -4,30 +4,35 @@ by event stream or long-poll; 503s and 429s retried, honouring ``Retry-After``."
 from __future__ import annotations
 
 import asyncio
-import random
-import threading
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
+from anyio.from_thread import start_blocking_portal
+from httpx_retries import Retry, RetryTransport
 from httpx_sse import SSEError, aconnect_sse
 
-from multistage.client import paths
-from multistage.client.errors import ServiceError, StageTwoFailed
-from multistage.client.models import (
+from multistage_client import paths
+from multistage_client.errors import ServiceError, StageTwoFailed
+from multistage_client.models import (
     ErrorBody,
+    ModelsResponse,
     Prediction,
     PredictResponse,
     StageTwoStatus,
     TicketView,
 )
-from multistage.client.protocol import SessionSettings
-from multistage.client.streams import StreamMessage, StreamSession
+from multistage_client.protocol import SessionSettings
+from multistage_client.streams import StreamMessage, StreamSession
 
-T = TypeVar("T")
-_RETRIED_STATUSES = (429, 503)
-_READ_RETRIED_STATUSES = (500, 502, 504)
+# Any request is retried when the service did not take it: 503 and 429 answers, and
+# connections that never opened. A read is also retried on other 5xx answers and dropped
+# connections, as when its ingress replica just died; a write is not, since it may have run.
+_NOT_TAKEN_STATUSES = (429, 503)
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+_READ_RETRIED_STATUSES = (*_NOT_TAKEN_STATUSES, 500, 502, 504)
 _LONG_POLL_S = 30.0
 
 
@@ -65,18 +70,41 @@ class AsyncClient:
         api_key: str | None = None,
         **httpx_options: Any,
     ) -> None:
-        """``httpx_options`` go to ``httpx.AsyncClient`` (headers, auth, proxy, transport)."""
+        """``httpx_options`` go to ``httpx.AsyncClient`` (headers, auth, proxy, transport).
+
+        Retries wait ``Retry-After`` where the answer gives one, else back off exponentially
+        from ``backoff_s`` (with jitter, so retrying clients do not arrive in step), each wait
+        at most ``max_backoff_s``."""
         headers = dict(httpx_options.pop("headers", {}))
         if api_key is not None:
             headers["Authorization"] = f"Bearer {api_key}"
+        backoff = {
+            "total": max_retries,
+            "backoff_factor": backoff_s,
+            "max_backoff_wait": max_backoff_s,
+            "backoff_jitter": 0.5,
+        }
+        self._read_retry = Retry(
+            allowed_methods=["GET"], status_forcelist=_READ_RETRIED_STATUSES, **backoff
+        )
+        write_retry = Retry(
+            allowed_methods=["POST", "DELETE", "GET"],
+            status_forcelist=_NOT_TAKEN_STATUSES,
+            retry_on_exceptions=_NOT_SENT_ERRORS,
+            **backoff,
+        )
+        transport = RetryTransport(
+            httpx_options.pop("transport", None) or httpx.AsyncHTTPTransport(), write_retry
+        )
         self._base_url = base_url
         self._headers = headers
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout_s, headers=headers, **httpx_options
+            base_url=base_url,
+            timeout=timeout_s,
+            headers=headers,
+            transport=transport,
+            **httpx_options,
         )
-        self._max_retries = max_retries
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
 
     async def predict(self, record: dict, deadline_s: float | None = None) -> AsyncAnswer:
         """Stage one now; stage two is skipped if it cannot start within ``deadline_s``."""
@@ -121,7 +149,7 @@ class AsyncClient:
         max_reconnects: int = 5,
     ) -> StreamSession:
         """Both answers of each record, as they arrive (``async for message in ...``), over
-        one stream session that reconnects and resumes (``multistage/client/streams.py``)."""
+        one stream session that reconnects and resumes (``client/multistage_client/streams.py``)."""
         return StreamSession(
             self._base_url,
             records,
@@ -129,6 +157,16 @@ class AsyncClient:
             settings=settings,
             max_reconnects=max_reconnects,
         )
+
+    async def ticket(self, ticket: str) -> TicketView:
+        """The ticket as it is now, without waiting (its ``status`` may be unfinished)."""
+        response = await self._request("GET", paths.ticket_path(ticket), accept=(410,))
+        return TicketView.model_validate_json(response.content)
+
+    async def models(self) -> ModelsResponse:
+        """The models serving each stage, the input schema and an example record."""
+        response = await self._request("GET", paths.MODELS)
+        return ModelsResponse.model_validate_json(response.content)
 
     async def cancel(self, ticket: str) -> TicketView:
         """Cancel the ticket's stage two; the ticket's state afterwards (409 if it had ended)."""
@@ -157,7 +195,10 @@ class AsyncClient:
         url = paths.ticket_events_path(ticket)
         # No read timeout: heartbeats keep the stream alive; result() bounds the wait.
         timeout = httpx.Timeout(self._http.timeout.connect, read=None)
-        async with aconnect_sse(self._http, "GET", url, timeout=timeout) as events:
+        retry = {"retry": self._read_retry}
+        async with aconnect_sse(
+            self._http, "GET", url, timeout=timeout, extensions=retry
+        ) as events:
             if events.response.status_code != 200:
                 await events.response.aread()
                 raise _service_error(events.response)
@@ -182,59 +223,44 @@ class AsyncClient:
     async def _request(
         self, method: str, url: str, accept: tuple[int, ...] = (), **kwargs
     ) -> httpx.Response:
-        """The response, after retries; an error status not in ``accept`` raises.
-
-        Any request is retried on 503 and 429 (the service did not take it); a GET also on
-        other 5xx answers and dropped connections, as when its ingress replica just died.
-        """
-        retried = _RETRIED_STATUSES + (_READ_RETRIED_STATUSES if method == "GET" else ())
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                response = await self._http.request(method, url, **kwargs)
-            except httpx.TransportError:
-                if method != "GET" or last:
-                    raise
-                await asyncio.sleep(self._retry_delay(None, attempt))
-                continue
-            if response.status_code not in retried or last:
-                break
-            await asyncio.sleep(self._retry_delay(response, attempt))
+        """The response, after retries; an error status not in ``accept`` raises."""
+        if method == "GET":
+            kwargs["extensions"] = {"retry": self._read_retry}
+        response = await self._http.request(method, url, **kwargs)
         if response.is_error and response.status_code not in accept:
             raise _service_error(response)
         return response
 
-    def _retry_delay(self, response: httpx.Response | None, attempt: int) -> float:
-        retry_after = None if response is None else _retry_after_s(response)
-        if retry_after is None:
-            # Exponential backoff with jitter, so retrying clients do not arrive in step.
-            retry_after = self._backoff_s * 2**attempt * random.uniform(0.5, 1.5)
-        return min(retry_after, self._max_backoff_s)
-
 
 class Client:
-    """The synchronous client: ``AsyncClient`` run on a private event-loop thread."""
+    """The synchronous client: ``AsyncClient`` run on an event loop in a thread of its own
+    (anyio's blocking portal)."""
 
     def __init__(self, base_url: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._exit_stack = ExitStack()
+        self._portal = self._exit_stack.enter_context(start_blocking_portal())
         self._async = AsyncClient(base_url, **options)
 
     def predict(self, record: dict, deadline_s: float | None = None) -> Answer:
-        return self._sync_answer(self._run(self._async.predict(record, deadline_s)))
+        return self._sync_answer(self._portal.call(self._async.predict, record, deadline_s))
 
     def predict_many(
         self, records: list[dict], deadline_s: float | None = None
     ) -> list[Answer | ServiceError]:
-        outcomes = self._run(self._async.predict_many(records, deadline_s))
+        outcomes = self._portal.call(self._async.predict_many, records, deadline_s)
         return [o if isinstance(o, ServiceError) else self._sync_answer(o) for o in outcomes]
 
     def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
-        return self._run(self._async.result(ticket, timeout))
+        return self._portal.call(self._async.result, ticket, timeout)
+
+    def ticket(self, ticket: str) -> TicketView:
+        return self._portal.call(self._async.ticket, ticket)
+
+    def models(self) -> ModelsResponse:
+        return self._portal.call(self._async.models)
 
     def cancel(self, ticket: str) -> TicketView:
-        return self._run(self._async.cancel(ticket))
+        return self._portal.call(self._async.cancel, ticket)
 
     def stream(
         self, records: Iterable[dict], settings: SessionSettings | None = None
@@ -242,27 +268,18 @@ class Client:
         """``AsyncClient.stream``, as a plain iterator (``records`` is read on the
         client's event-loop thread: keep it quick)."""
         messages = self._async.stream(records, settings).messages()
-
-        async def next_message() -> StreamMessage:
-            return await anext(messages)
-
-        async def close() -> None:
-            await messages.aclose()
-
         try:
             while True:
                 try:
-                    yield self._run(next_message())
+                    yield self._portal.call(messages.__anext__)
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(close())
+            self._portal.call(messages.aclose)
 
     def close(self) -> None:
-        self._run(self._async.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        with self._exit_stack:
+            self._portal.call(self._async.aclose)
 
     def __enter__(self) -> Client:
         return self
@@ -272,12 +289,9 @@ class Client:
 
     def _sync_answer(self, answer: AsyncAnswer) -> Answer:
         def fetch(timeout: float) -> Prediction:
-            return self._run(answer.result(timeout))
+            return self._portal.call(answer.result, timeout)
 
         return Answer(answer.ticket, answer.stage_one, answer.stage_two, fetch)
-
-    def _run(self, coroutine: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
 
 def _deadline_params(deadline_s: float | None) -> dict[str, float]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from multistage.client.paths import ticket_path
+from multistage_client.paths import ticket_path
 
 TicketStatus = Literal[
     "pending", "running", "completed", "failed", "canceled", "rejected", "expired", "lost"

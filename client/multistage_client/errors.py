@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from multistage.client.models import ErrorBody
+from multistage_client.models import ErrorBody
 
 
 class MultistageError(Exception):
