@@ -34,6 +34,7 @@ EXAMPLES = {
     "ServiceError": (503, ErrorBody(error="overloaded", message="busy"), 1.5),
     "StageTwoFailed": ("ticket-1", "expired", _ERROR),
     "StreamRefused": (4401, "a valid API key is required"),
+    "BadInput": ("record.json is not JSON",),
 }
 
 

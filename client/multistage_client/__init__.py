@@ -17,6 +17,8 @@ unavailable), ``TimeoutError`` when stage two is not ready in time.
 and yields both answers of each as they arrive, reconnecting and resuming if the
 connection drops (``streams``).
 
+The command line, ``multistage`` (``cli``), is built on ``AsyncClient``.
+
 It imports nothing of the server (no Ray, torch, numpy, xgboost or pandas): ``models``
 holds the API's request and response bodies, and the server takes them from here.
 """

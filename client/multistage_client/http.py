@@ -130,14 +130,19 @@ class AsyncClient:
                 outcomes.append(self._answer(PredictResponse.model_validate(item)))
         return outcomes
 
-    async def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
-        """Stage two for ``ticket``: from its event stream, else by long-polling."""
+    async def wait(self, ticket: str, timeout: float = 30.0) -> TicketView:
+        """The ticket once it has ended, however it ended: from its event stream, else by
+        long-polling; ``TimeoutError`` if it has not ended within ``timeout`` seconds."""
         deadline = asyncio.get_running_loop().time() + timeout
         try:
-            view = await asyncio.wait_for(self._stream_result(ticket), timeout)
+            return await asyncio.wait_for(self._stream_result(ticket), timeout)
         except (SSEError, httpx.TransportError):
             remaining = deadline - asyncio.get_running_loop().time()
-            view = await asyncio.wait_for(self._poll_result(ticket), max(remaining, 0))
+            return await asyncio.wait_for(self._poll_result(ticket), max(remaining, 0))
+
+    async def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
+        """Stage two for ``ticket``; ``StageTwoFailed`` if it ended without a result."""
+        view = await self.wait(ticket, timeout)
         if view.status != "completed":
             raise StageTwoFailed(ticket, view.status, view.error)
         return view.result
@@ -252,6 +257,9 @@ class Client:
 
     def result(self, ticket: str, timeout: float = 30.0) -> Prediction:
         return self._portal.call(self._async.result, ticket, timeout)
+
+    def wait(self, ticket: str, timeout: float = 30.0) -> TicketView:
+        return self._portal.call(self._async.wait, ticket, timeout)
 
     def ticket(self, ticket: str) -> TicketView:
         return self._portal.call(self._async.ticket, ticket)
