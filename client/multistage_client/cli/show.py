@@ -8,7 +8,13 @@ from typing import TextIO
 
 from pydantic import BaseModel
 
-from multistage_client.models import ModelsResponse, Prediction, PredictResponse, TicketView
+from multistage_client.models import (
+    ErrorBody,
+    ModelsResponse,
+    Prediction,
+    PredictResponse,
+    TicketView,
+)
 
 
 class Printer:
@@ -23,17 +29,15 @@ class Printer:
         if response.ticket is not None:
             self._line("ticket", response.ticket)
         else:
-            error = response.stage_two.error
-            why = f": {error.error}: {error.message}" if error else ""
-            self._line("stage two", f"{response.stage_two.status}{why}")
+            status = response.stage_two.status
+            self._line("stage two", f"{status}{_why(response.stage_two.error, status)}")
 
     def ticket(self, view: TicketView) -> None:
         if self.as_json:
             return self._json(view)
         if view.result is not None:
             return self._line("stage two", _prediction(view.result))
-        why = f": {view.error.error}: {view.error.message}" if view.error else ""
-        self._line("stage two", f"{view.status}{why}")
+        self._line("stage two", f"{view.status}{_why(view.error, view.status)}")
 
     def models(self, models: ModelsResponse) -> None:
         if self.as_json:
@@ -62,6 +66,14 @@ class Printer:
 
     def _line(self, label: str, text: str) -> None:
         print(f"{label:<14} {text}", file=self._out, flush=True)
+
+
+def _why(error: ErrorBody | None, status: str) -> str:
+    """The error's code, where it says more than the status, and its message."""
+    if error is None:
+        return ""
+    code = "" if error.error == status else f"{error.error}: "
+    return f": {code}{error.message}"
 
 
 def _prediction(prediction: Prediction) -> str:
