@@ -198,7 +198,7 @@ class AsyncClient:
 
     async def _stream_result(self, ticket: str) -> TicketView:
         url = paths.ticket_events_path(ticket)
-        # No read timeout: heartbeats keep the stream alive; result() bounds the wait.
+        # No read timeout: heartbeats keep the stream alive; wait() bounds the wait.
         timeout = httpx.Timeout(self._http.timeout.connect, read=None)
         retry = {"retry": self._read_retry}
         async with aconnect_sse(

@@ -64,7 +64,7 @@ async def stream(client: AsyncClient, args: argparse.Namespace, show: Printer) -
         show.raw(message)
         progress.note(message)
     progress.finish()
-    worst = max(progress.exits, default=Exit.OK)
+    worst = progress.worst()
     if worst != Exit.OK:
         show.problem(progress.summary())
     return worst
@@ -107,8 +107,7 @@ class Progress:
         self.total = total
         self.sent = 0
         self.answered = 0
-        self.ended: dict[str, int] = {}
-        self.exits: list[Exit] = []
+        self.ended: dict[str, int] = {}  # records, by the type of their last message
         self._on_terminal = on_terminal
 
     def note(self, message: StreamMessage) -> None:
@@ -116,13 +115,16 @@ class Progress:
             self.answered += 1
         else:
             self.ended[message.type] = self.ended.get(message.type, 0) + 1
-            is_error = message.type == "error"
-            self.exits.append(Exit.REFUSED if is_error else for_status(message.type))
         self._draw()
 
     def finish(self) -> None:
         if self._on_terminal:
             print(file=sys.stderr)
+
+    def worst(self) -> Exit:
+        """The exit status of the record that ended worst (an error message: refused)."""
+        exits = (Exit.REFUSED if kind == "error" else for_status(kind) for kind in self.ended)
+        return max(exits, default=Exit.OK)
 
     def summary(self) -> str:
         completed = self.ended.get("stage2", 0)
